@@ -1,0 +1,151 @@
+"""The issue's goals, checked against one run's figures: met, not met, or not measured.
+
+Each check returns the numbers it compared, so the report says *why* a goal is met or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Goal = dict  # {"goal", "target", "measured", "met": True | False | None}
+
+
+def _case(parts: dict, config: str, case: str) -> dict | None:
+    return parts.get("serving", {}).get("configs", {}).get(config, {}).get("cases", {}).get(case)
+
+
+def _missing(goal: str, target: str, why: str) -> Goal:
+    return {"goal": goal, "target": target, "measured": why, "met": None}
+
+
+def serving_vs_mlserver(parts: dict) -> Goal:
+    goal, target = "serving single-row c=1 vs MLServer", ">= 5x throughput and lower p99"
+    ours, theirs = _case(parts, "native", "single_c1"), _case(parts, "mlserver", "single_c1")
+    if not ours or not theirs:
+        status = parts.get("serving", {}).get("configs", {}).get("mlserver", {}).get("status")
+        return _missing(goal, target, status or "not measured")
+    ratio = ours["rps"] / theirs["rps"] if theirs["rps"] else float("inf")
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{ratio:.2f}x ({ours['rps']:.0f} vs {theirs['rps']:.0f} req/s), "
+        f"p99 {ours['p99_ms']:.2f} vs {theirs['p99_ms']:.2f} ms",
+        "met": ratio >= 5.0 and ours["p99_ms"] < theirs["p99_ms"],
+        "ratio": ratio,
+    }
+
+
+def canary_cost(parts: dict) -> Goal:
+    goal, target = "canary routing cost (10 %, single-row c=1)", "<= 10 % of throughput"
+    direct, routed = _case(parts, "native", "single_c1"), _case(parts, "canary", "single_c1")
+    if not direct or not routed:
+        return _missing(goal, target, "not measured")
+    cost = 1.0 - routed["rps"] / direct["rps"] if direct["rps"] else float("nan")
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{cost:.1%} ({routed['rps']:.0f} vs {direct['rps']:.0f} req/s direct; "
+        f"p50 +{routed['p50_ms'] - direct['p50_ms']:.2f} ms)",
+        "met": cost <= 0.10,
+        "cost": cost,
+    }
+
+
+def batch_latency(parts: dict) -> Goal:
+    goal, target = "10,000-row batch end to end (native)", "<= 50 ms"
+    case = _case(parts, "native", "batch_10000")
+    if not case:
+        return _missing(goal, target, "not measured")
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"p50 {case['p50_ms']:.1f} ms, p99 {case['p99_ms']:.1f} ms",
+        "met": case["p50_ms"] <= 50.0,
+    }
+
+
+def etl_scaling(parts: dict) -> Goal:
+    goal, target = "ETL (Spark) cost per row, two largest sizes", "flat (<= +10 %) or falling"
+    sizes = [s for s in parts.get("etl", {}).get("sizes", []) if s.get("spark", {}).get("ok")]
+    if len(sizes) < 2:
+        return _missing(goal, target, "fewer than two sizes measured")
+    small, large = sorted(sizes, key=lambda s: s["rows"])[-2:]
+    # In-job time: the JVM and session start-up would make any job look like it scales.
+    a, b = small["spark"]["job_us_per_row"], large["spark"]["job_us_per_row"]
+    if not a or not b:
+        return _missing(goal, target, "the job reported no duration")
+    change = b / a - 1.0
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{a:.2f} -> {b:.2f} us/row in-job ({change:+.0%}) from {small['rows']:,} "
+        f"to {large['rows']:,} rows",
+        "met": change <= 0.10,
+        "change": change,
+    }
+
+
+def tuning_speed(parts: dict) -> Goal:
+    goal = "tuning reaches the original config's best accuracy"
+    target = "in <= 1/3 of the original's wall time"
+    tuning = parts.get("tuning", {})
+    orig, ours = tuning.get("searches", {}).get("original"), tuning.get("searches", {}).get("ours")
+    if not orig or not ours:
+        return _missing(goal, target, "not measured")
+    reach = ours.get("time_to_reach_original_best_s")
+    if reach is None:
+        return {
+            "goal": goal,
+            "target": target,
+            "measured": f"never reached {orig['best_accuracy']:.4f} (best "
+            f"{ours['best_accuracy']:.4f}); original took {orig['wall_s']:.1f} s",
+            "met": False,
+        }
+    share = reach / orig["wall_s"]
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{reach:.1f} s = {share:.0%} of {orig['wall_s']:.1f} s "
+        f"(accuracy {orig['best_accuracy']:.4f})",
+        "met": share <= 1 / 3,
+        "share": share,
+    }
+
+
+def pipeline_cold(parts: dict) -> Goal:
+    goal, target = "pipeline from a stopped stack to first prediction", "<= 3 min"
+    pipe = parts.get("pipeline", {})
+    if not pipe.get("ok") or pipe.get("mode") != "full":
+        why = pipe.get("note") or ("failed" if pipe else "not measured")
+        return _missing(goal, target, why)
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{pipe['wall_s']:.0f} s, peak RSS {pipe['peak_rss_mib'] / 1024:.2f} GiB",
+        "met": pipe["wall_s"] <= 180.0,
+    }
+
+
+CHECKS: tuple[Callable[[dict], Goal], ...] = (
+    serving_vs_mlserver,
+    canary_cost,
+    batch_latency,
+    etl_scaling,
+    tuning_speed,
+    pipeline_cold,
+)
+
+
+def evaluate(parts: dict) -> list[Goal]:
+    return [check(parts) for check in CHECKS]
+
+
+def serving_vs_limit(parts: dict) -> dict:
+    """Serving (native, c=1) rows/s as a fraction of in-process inplace_predict rows/s."""
+    limit = parts.get("limit", {}).get("batches", {})
+    out = {}
+    for case, rows in (("single_c1", "1"), ("batch_100", "100"), ("batch_10000", "10000")):
+        served = _case(parts, "native", case)
+        if served and rows in limit and limit[rows]["rows_per_s"]:
+            out[case] = round(served["rows_per_s"] / limit[rows]["rows_per_s"], 4)
+    return out

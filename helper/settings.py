@@ -1,0 +1,309 @@
+"""The one place that says where data, artifacts and the tracking server are.
+
+Every entry point (task commands, notebooks, the Spark job, the Ray job, the
+predictor, CI) builds a `Settings` from the environment and an optional `.env`,
+so a laptop and a cluster differ only in configuration. Nothing is read at
+import time: call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET_CONFIG = REPO_ROOT / "data_platform" / "datasets" / "iris.yaml"
+
+_URI_SCHEMES = {"", "file", "s3", "s3a"}
+
+
+class Metric(StrEnum):
+    """Metrics a trial reports; the registry ranks runs by one of them."""
+
+    accuracy = "accuracy"
+    recall_macro = "recall_macro"
+    log_loss = "log_loss"
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        return "min" if self is Metric.log_loss else "max"
+
+
+class DatasetSpec(BaseModel):
+    """What the raw labelled CSV looks like; swapping data sets means swapping this file."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    raw_file: str
+    header: bool = False
+    features: Annotated[list[str], Field(min_length=1)]
+    label: str
+    classes: Annotated[list[str], Field(min_length=2)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> DatasetSpec:
+        cols = [*self.features, self.label]
+        if len(set(cols)) != len(cols):
+            raise ValueError("feature and label column names must be unique")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("class names must be unique")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.features, self.label]
+
+    @property
+    def label_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+
+def load_dataset_spec(path: str | Path) -> DatasetSpec:
+    with open(path, encoding="utf-8") as fh:
+        return DatasetSpec.model_validate(yaml.safe_load(fh))
+
+
+def _check_uri(value: str, field: str) -> str:
+    scheme = urlparse(value).scheme
+    if len(scheme) == 1:  # a Windows drive letter is a path, not a scheme
+        scheme = ""
+    if scheme not in _URI_SCHEMES:
+        raise ValueError(f"{field}: unsupported scheme '{scheme}://' (use a path, s3:// or s3a://)")
+    if scheme in {"s3", "s3a"} and not urlparse(value).netloc:
+        raise ValueError(f"{field}: '{value}' names no bucket")
+    return value
+
+
+def _check_http(value: str, field: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise ValueError(f"{field}: '{value}' is not an http(s) URL")
+    return value
+
+
+class Settings(BaseSettings):
+    """Platform configuration. Environment variables are `MLP_<FIELD>`; the usual
+    MLflow/AWS variable names are accepted where a user would expect them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # load_settings(s3_endpoint_url=...) must not be silently ignored for aliased fields
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    # --- where things live -------------------------------------------------------
+    state_dir: Path = Field(REPO_ROOT / ".local", description="pid files, logs, local DBs")
+    dataset_config: Path = Field(DEFAULT_DATASET_CONFIG, description="data set description")
+    raw_uri: str = Field(
+        str(REPO_ROOT / "data" / "iris.data"), description="raw CSV: a path or s3a:// URI"
+    )
+    lake_uri: str = Field(
+        str(REPO_ROOT / ".local" / "lake"), description="lake root: a path or s3a:// URI"
+    )
+    s3_bucket: str = Field("ml-platform", description="bucket for raw data, lake and artifacts")
+    s3_endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "MLP_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"
+        ),
+        description="S3 API endpoint; default: the local server on s3_port; empty for AWS",
+    )
+    s3_region: str = Field(
+        "us-east-1", validation_alias=AliasChoices("MLP_S3_REGION", "AWS_REGION")
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MLP_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MLP_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+
+    # --- tracking and registry ---------------------------------------------------
+    tracking_uri: str = Field(
+        "",
+        validation_alias=AliasChoices("MLP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    s3_port: int = Field(9000, ge=1, le=65535)
+    artifacts_destination: str = Field(
+        "", description="where the MLflow server stores artifacts; default s3://<bucket>/mlflow"
+    )
+    experiment_name: str = "iris-xgboost"
+    registered_model_name: str = Field("iris-classifier", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    metric: Metric = Metric.accuracy
+    min_metric: float = Field(0.9, description="a best run below this is not registered")
+
+    # --- ETL ---------------------------------------------------------------------
+    seed: int = 42
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    max_reject_ratio: float = Field(0.2, ge=0.0, le=1.0)
+
+    # --- tuning ------------------------------------------------------------------
+    tune_num_samples: int = Field(16, ge=1)
+    tune_max_concurrent: int = Field(2, ge=1)
+    tune_time_budget_s: float = Field(120.0, gt=0)
+    tune_cpus: int = Field(2, ge=1)
+    tune_max_rounds: int = Field(60, ge=1)
+
+    # --- serving -----------------------------------------------------------------
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8080, ge=1, le=65535)
+    max_batch_rows: int = Field(100_000, ge=1)
+    auth_token: SecretStr | None = Field(None, description="bearer token the endpoint requires")
+    # --- serving: local canary (inference_service/serving_stack.py) --------------
+    predictor_ports: tuple[int, int] = Field(
+        (8091, 8092), description="the two local predictor slots behind the gateway on serve_port"
+    )
+
+    # --- cluster validation (helper/validate.py) -----------------------------------
+    crd_schema_dir: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("MLP_CRD_SCHEMA_DIR", "CRD_SCHEMA_DIR"),
+        description="JSON schemas of custom resources, <group>/<kind>_<version>.json",
+    )
+    k8s_version: str = Field(
+        "1.32",
+        pattern=r"^\d+\.\d+$",
+        description="Kubernetes minor the core kinds are checked against",
+    )
+
+    # --- cluster access (helper/get_k8s_config.py, terraform/Taskfile.yml) ----------
+    ionos_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MLP_IONOS_TOKEN", "IONOS_TOKEN"),
+        description="IONOS Cloud API bearer token; only ever from the environment",
+    )
+    ionos_api_url: str = Field(
+        "https://api.ionos.com/cloudapi/v6",
+        validation_alias=AliasChoices("MLP_IONOS_API_URL", "IONOS_API_URL"),
+        description="IONOS Cloud API base URL (a local fake in tests)",
+    )
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        """Local defaults follow the ports and bucket unless set explicitly."""
+        if "s3_endpoint_url" not in self.model_fields_set:
+            self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
+        if not self.tracking_uri:
+            self.tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
+        if not self.artifacts_destination:
+            self.artifacts_destination = f"s3://{self.s3_bucket}/mlflow"
+        _check_http(self.tracking_uri, "tracking_uri")
+        for name in ("raw_uri", "lake_uri", "artifacts_destination"):
+            _check_uri(getattr(self, name), name)
+        return self
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return _check_http(v, "s3_endpoint_url") if v else None
+
+    @field_validator("ionos_api_url")
+    @classmethod
+    def _ionos_api(cls, v: str) -> str:
+        return _check_http(v, "ionos_api_url").rstrip("/")
+
+    @field_validator("dataset_config")
+    @classmethod
+    def _dataset_exists(cls, v: Path) -> Path:
+        if not Path(v).is_file():
+            raise ValueError(f"dataset_config: no file at {v}")
+        return v
+
+    # --- derived -----------------------------------------------------------------
+    @property
+    def dataset(self) -> DatasetSpec:
+        return load_dataset_spec(self.dataset_config)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def best_run_file(self) -> Path:
+        return REPO_ROOT / "ml_platform" / "best_model_artifacts" / ".env.best_run"
+
+    @property
+    def s3_is_local(self) -> bool:
+        """True when S3 is the local test server, which accepts any credentials."""
+        host = urlparse(self.s3_endpoint_url or "").hostname
+        return host in {"127.0.0.1", "localhost", "::1"}
+
+    def s3_credentials(self) -> tuple[str, str] | None:
+        """Configured keys; placeholders for the local server; None means boto3's default chain."""
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            return (
+                self.aws_access_key_id.get_secret_value(),
+                self.aws_secret_access_key.get_secret_value(),
+            )
+        if self.s3_is_local:
+            return ("local-stack", "local-stack")
+        return None
+
+    def s3_client_kwargs(self) -> dict:
+        """Arguments for `boto3.client("s3", **kw)`."""
+        kw: dict = {"region_name": self.s3_region}
+        if self.s3_endpoint_url:
+            kw["endpoint_url"] = self.s3_endpoint_url
+        creds = self.s3_credentials()
+        if creds:
+            kw["aws_access_key_id"], kw["aws_secret_access_key"] = creds
+        return kw
+
+    def s3_env(self) -> dict[str, str]:
+        """Environment for child processes (MLflow server, predictors, Spark) that talk to S3."""
+        env = {"AWS_REGION": self.s3_region, "AWS_DEFAULT_REGION": self.s3_region}
+        if self.s3_endpoint_url:
+            env |= {
+                "AWS_ENDPOINT_URL": self.s3_endpoint_url,
+                "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
+                "S3_ENDPOINT": urlparse(self.s3_endpoint_url).netloc,
+                "S3_USE_HTTPS": "1" if self.s3_endpoint_url.startswith("https") else "0",
+            }
+        creds = self.s3_credentials()
+        if creds:
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = creds
+        return env
+
+
+class SettingsError(SystemExit):
+    """Raised instead of a pydantic traceback: one line per bad field, non-zero exit."""
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid setting {where}: {msg}" if where else f"invalid setting: {msg}")
+        raise SettingsError("\n".join(lines)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

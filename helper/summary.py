@@ -1,0 +1,63 @@
+"""What the local pipeline left behind, in a few lines: data, best model, serving, UI address."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from helper.local_stack import LocalStack
+from helper.settings import Settings, load_settings
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines (the `.env.best_run` format); blank lines and comments ignored."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def summary_lines(settings: Settings) -> list[str]:
+    lines = ["", "== pipeline summary =="]
+    try:
+        from data_platform.lake import latest_manifest
+
+        m = latest_manifest(settings.lake_uri, settings.dataset.name, settings)
+        lines.append(
+            f"data      {m['version']}: {m['rows_in']} rows in, {m['train_rows']} train, "
+            f"{m['test_rows']} test, {m['rejects']['total']} rejected"
+        )
+    except Exception as exc:  # noqa: BLE001 - a summary reports, it does not fail
+        lines.append(f"data      (no ETL output: {exc})")
+    if settings.best_run_file.is_file():
+        best = read_env_file(settings.best_run_file)
+        lines.append(
+            f"model     {best.get('MODEL_NAME')} v{best.get('MODEL_VERSION')} "
+            f"{best.get('METRIC_NAME')}={best.get('METRIC_VALUE')} run {best.get('RUN_ID')}"
+        )
+        lines.append(f"artifact  {best.get('STORAGE_URI')}")
+    else:
+        lines.append("model     (none registered yet)")
+    up = {r["service"]: r["healthy"] for r in LocalStack(settings).status()}
+    lines.append(
+        f"stack     s3={'up' if up.get('s3') else 'down'} mlflow="
+        f"{'up' if up.get('mlflow') else 'down'}"
+    )
+    lines.append(
+        f"serving   http://{settings.serve_host}:{settings.serve_port}"
+        f"/v2/models/{settings.registered_model_name}/infer"
+    )
+    lines.append(f"MLflow UI {settings.tracking_uri}")
+    return lines
+
+
+def main() -> int:
+    print("\n".join(summary_lines(load_settings())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

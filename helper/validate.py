@@ -1,0 +1,391 @@
+"""Offline validation of every Kubernetes manifest the repo deploys.
+
+Nothing here can reach a cluster, so the manifests are checked as deeply as local tools allow:
+each kustomize target is rendered with `kubectl kustomize`, core kinds are validated strictly with
+`kubernetes-validate`, custom resources against the JSON schemas in `CRD_SCHEMA_DIR` (kubeconform
+layout: `<group>/<kind>_<version>.json`), and every workload must meet the platform's pod policy.
+A custom resource without a schema is an error: an unchecked object must never pass quietly.
+
+Checkov (run in its own tool environment, it conflicts with ray's pins) is available through
+`run_checkov` / `--checkov`.
+
+    python -m helper.validate [--checkov] [TARGET_DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from helper.settings import REPO_ROOT, Settings, get_settings
+
+CHECKOV = "checkov==3.3.30"
+EXCEPTION_PREFIX = "policy.ml-platform.io/"
+# Only this check may be waived, and only with a reason, because some images cannot run read-only.
+WAIVABLE = {"readOnlyRootFilesystem"}
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem, named precisely enough to fix without re-running anything."""
+
+    target: str
+    obj: str
+    check: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.obj}: [{self.check}] {self.message}"
+
+
+@dataclass
+class Report:
+    targets: dict[str, int] = field(default_factory=dict)  # target -> number of objects
+    findings: list[Finding] = field(default_factory=list)
+    unchecked_custom: list[str] = field(default_factory=list)  # when CRD_SCHEMA_DIR is unset
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.unchecked_custom
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container as the policy sees it: where it is, its resources, its effective security."""
+
+    where: str
+    resources: dict
+    security: dict  # container securityContext over the pod's (runAsNonRoot may come from either)
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+# --- discovery and rendering ---------------------------------------------------------------------
+
+
+def discover_targets(root: Path = REPO_ROOT) -> list[Path]:
+    """Every overlay of every area, plus the cluster-wide platform base (it has no overlays)."""
+    found = sorted(p.parent for p in root.glob("*/k8s/overlays/*/kustomization.yaml"))
+    found += sorted(p.parent for p in root.glob("platform/k8s/base/kustomization.yaml"))
+    return found
+
+
+def render(target: Path) -> list[dict]:
+    """`kubectl kustomize TARGET` parsed into objects; failures raise with kubectl's words."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RenderError("kubectl not found on PATH (it renders kustomize targets)")
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(target)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RenderError(f"kubectl kustomize {target} failed: {proc.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def object_name(obj: dict) -> str:
+    return f"{obj.get('kind', '?')}/{(obj.get('metadata') or {}).get('name', '?')}"
+
+
+def is_core(api_version: str) -> bool:
+    """Core kinds: the legacy group (`v1`), dot-less groups (`apps/v1`) and `*.k8s.io` groups."""
+    if "/" not in api_version:
+        return True
+    group = api_version.split("/", 1)[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
+# --- schema validation ---------------------------------------------------------------------------
+
+
+def validate_core(obj: dict, k8s_version: str) -> list[str]:
+    try:
+        kubernetes_validate.validate(obj, k8s_version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path) or "(root)"
+        return [f"{where}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [exc.message]
+    return []
+
+
+def crd_schema_path(schema_dir: Path, obj: dict) -> Path:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return schema_dir / group / f"{obj['kind'].lower()}_{version}.json"
+
+
+@functools.lru_cache(maxsize=64)
+def _validator(path: Path) -> jsonschema.protocols.Validator:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema)
+
+
+def validate_custom(obj: dict, schema_dir: Path) -> list[str]:
+    path = crd_schema_path(schema_dir, obj)
+    if not path.is_file():
+        return [f"no schema for {obj['apiVersion']} {obj['kind']} (looked for {path})"]
+    errors = sorted(_validator(path).iter_errors(obj), key=lambda e: list(map(str, e.path)))
+    return [f"{'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
+
+
+# --- workload policy -----------------------------------------------------------------------------
+
+
+def _pod_containers(pod: dict, where: str) -> Iterator[Container]:
+    pod_sec = pod.get("securityContext") or {}
+    for key in ("initContainers", "containers"):
+        for c in pod.get(key) or []:
+            sec = {**pod_sec, **(c.get("securityContext") or {})}
+            yield Container(f"{where}.{key}[{c.get('name')}]", c.get("resources") or {}, sec)
+
+
+def _spark_containers(spec: dict) -> Iterator[Container]:
+    """Stackable roles: resources in `config.resources`, security in `podOverrides`."""
+    main = {"job": "spark-submit", "driver": "spark", "executor": "spark"}
+    for role, container_name in main.items():
+        cfg = spec.get(role) or {}
+        res = (cfg.get("config") or {}).get("resources") or {}
+        cpu, mem = res.get("cpu") or {}, (res.get("memory") or {}).get("limit")
+        resources = {
+            "requests": {"cpu": cpu.get("min"), "memory": mem},
+            "limits": {"cpu": cpu.get("max"), "memory": mem},
+        }
+        pod = (cfg.get("podOverrides") or {}).get("spec") or {}
+        own = next((c for c in pod.get("containers") or [] if c.get("name") == container_name), {})
+        sec = {**(pod.get("securityContext") or {}), **(own.get("securityContext") or {})}
+        yield Container(f"spec.{role}[{container_name}]", resources, sec)
+
+
+def _isvc_containers(spec: dict) -> Iterator[Container]:
+    for component in ("predictor", "transformer", "explainer"):
+        comp = spec.get(component)
+        if not comp:
+            continue
+        pod_sec = comp.get("securityContext") or {}
+        if "model" in comp:
+            m = comp["model"]
+            sec = {**pod_sec, **(m.get("securityContext") or {})}
+            yield Container(f"spec.{component}.model", m.get("resources") or {}, sec)
+        yield from _pod_containers(comp, f"spec.{component}")
+
+
+def workload_containers(obj: dict) -> list[Container] | None:
+    """The containers an object will run, or None when it runs none."""
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "Pod":
+        return list(_pod_containers(spec, "spec"))
+    if kind in POD_TEMPLATE_KINDS:
+        return list(_pod_containers(spec["template"]["spec"], "spec.template.spec"))
+    if kind == "CronJob":
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        return list(_pod_containers(pod, "spec.jobTemplate.spec.template.spec"))
+    if kind in {"RayJob", "RayCluster"}:
+        cluster = spec.get("rayClusterSpec", {}) if kind == "RayJob" else spec
+        out = list(_pod_containers(cluster["headGroupSpec"]["template"]["spec"], "head"))
+        for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
+            out += _pod_containers(group["template"]["spec"], f"workerGroupSpecs[{i}]")
+        if "submitterPodTemplate" in spec:
+            out += _pod_containers(spec["submitterPodTemplate"]["spec"], "submitter")
+        return out
+    if kind in {"ServingRuntime", "ClusterServingRuntime"}:
+        return list(_pod_containers(spec, "spec"))
+    if kind == "InferenceService":
+        return list(_isvc_containers(spec))
+    if kind == "SparkApplication":
+        return list(_spark_containers(spec))
+    return None
+
+
+def waivers(obj: dict) -> tuple[dict[str, str], list[str]]:
+    """Policy waivers from `policy.ml-platform.io/<check>: <reason>` annotations, and misuses."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    granted, problems = {}, []
+    for key, reason in annotations.items():
+        if not key.startswith(EXCEPTION_PREFIX):
+            continue
+        check = key[len(EXCEPTION_PREFIX) :]
+        if check not in WAIVABLE:
+            problems.append(f"annotation {key}: '{check}' cannot be waived")
+        elif not str(reason).strip():
+            problems.append(f"annotation {key}: a waiver needs a reason")
+        else:
+            granted[check] = reason
+    return granted, problems
+
+
+def check_container(c: Container, waived: dict[str, str]) -> list[tuple[str, str]]:
+    problems = []
+    for section in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            if not (c.resources.get(section) or {}).get(resource):
+                problems.append(("resources", f"{c.where}: no {resource} {section[:-1]}"))
+    sec = c.security
+    if sec.get("privileged") is True:
+        problems.append(("privileged", f"{c.where}: privileged container"))
+    if sec.get("allowPrivilegeEscalation") is not False:
+        problems.append(("allowPrivilegeEscalation", f"{c.where}: must be set to false"))
+    if sec.get("runAsNonRoot") is not True:
+        problems.append(("runAsNonRoot", f"{c.where}: runAsNonRoot must be true"))
+    if sec.get("readOnlyRootFilesystem") is not True and "readOnlyRootFilesystem" not in waived:
+        problems.append(
+            (
+                "readOnlyRootFilesystem",
+                f"{c.where}: root file system not read-only and no "
+                f"{EXCEPTION_PREFIX}readOnlyRootFilesystem reason given",
+            )
+        )
+    return problems
+
+
+def check_policy(obj: dict) -> list[tuple[str, str]]:
+    containers = workload_containers(obj)
+    if containers is None:
+        return []
+    waived, problems = waivers(obj)
+    out = [("waiver", p) for p in problems]
+    if not containers:
+        out.append(("resources", "workload defines no containers"))
+    for c in containers:
+        out += check_container(c, waived)
+    return out
+
+
+# --- putting it together -------------------------------------------------------------------------
+
+
+def validate_objects(
+    objs: Iterable[dict], target: str, settings: Settings, report: Report
+) -> Report:
+    """Validate already-rendered objects into `report` (tests feed hand-made objects here)."""
+    schema_dir = settings.crd_schema_dir
+    for obj in objs:
+        name = object_name(obj)
+        report.targets[target] = report.targets.get(target, 0) + 1
+        if is_core(obj.get("apiVersion", "")):
+            messages = [("schema", m) for m in validate_core(obj, settings.k8s_version)]
+        elif schema_dir is None:
+            report.unchecked_custom.append(f"{target}: {name}")
+            messages = []
+        else:
+            messages = [("schema", m) for m in validate_custom(obj, Path(schema_dir))]
+        messages += check_policy(obj)
+        report.findings += [Finding(target, name, check, msg) for check, msg in messages]
+    return report
+
+
+def validate_targets(targets: Iterable[Path], settings: Settings | None = None) -> Report:
+    settings = settings or get_settings()
+    report = Report()
+    for target in targets:
+        label = _label(target)
+        try:
+            objs = render(target)
+        except RenderError as exc:
+            report.findings.append(Finding(label, "-", "render", str(exc)))
+            continue
+        validate_objects(objs, label, settings, report)
+    return report
+
+
+def _label(target: Path) -> str:
+    try:
+        return str(Path(target).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(target)
+
+
+# --- checkov -------------------------------------------------------------------------------------
+
+
+def run_checkov(targets: Iterable[Path], workdir: Path) -> dict[str, list[dict]]:
+    """Render every target into `workdir` and run checkov once over all of them.
+
+    Returns {"failed": [...], "skipped": [...]} (check_id, resource, file, reason). Skips must be
+    justified inline with `checkov.io/skipN: CKV_…=reason` annotations, which checkov honours.
+    """
+    uvx = shutil.which("uvx")
+    if uvx is None:
+        raise RenderError("uvx not found on PATH (checkov runs in its own tool environment)")
+    for target in targets:
+        docs = render(target)
+        out = workdir / (_label(target).replace("/", "_") + ".yaml")
+        out.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+    cmd = [uvx, CHECKOV, "--framework", "kubernetes", "--skip-download", "--compact"]
+    cmd += ["--output", "json", "--directory", str(workdir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        parsed = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise RenderError(
+            f"checkov gave no JSON (rc={proc.returncode}): {proc.stderr[-2000:]}"
+        ) from exc
+    reports = parsed if isinstance(parsed, list) else [parsed]
+    out: dict[str, list[dict]] = {"failed": [], "skipped": []}
+    for rep in reports:
+        results = rep.get("results") or {}
+        for kind in out:
+            for check in results.get(f"{kind}_checks") or []:
+                out[kind].append(
+                    {
+                        "check_id": check.get("check_id"),
+                        "name": check.get("check_name"),
+                        "resource": check.get("resource"),
+                        "file": check.get("file_path"),
+                        "reason": (check.get("check_result") or {}).get("suppress_comment"),
+                    }
+                )
+    return out
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", type=Path, help="kustomize dirs (default: all)")
+    parser.add_argument("--checkov", action="store_true", help="also run checkov (needs uvx)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    targets = args.targets or discover_targets()
+    report = validate_targets(targets, settings)
+    for label, count in report.targets.items():
+        print(f"rendered {label}: {count} objects")
+    for finding in report.findings:
+        print(f"ERROR {finding}")
+    if report.unchecked_custom:
+        print(
+            f"ERROR CRD_SCHEMA_DIR is unset: {len(report.unchecked_custom)} custom resources "
+            "were not validated (set it to a kubeconform-layout schema directory):"
+        )
+        for name in report.unchecked_custom:
+            print(f"  {name}")
+    rc = 0 if report.ok else 1
+    if args.checkov:
+        with tempfile.TemporaryDirectory(prefix="checkov-") as tmp:
+            failed = run_checkov(targets, Path(tmp))["failed"]
+        for f in failed:
+            print(f"CHECKOV {f['check_id']} {f['resource']} ({f['file']}): {f['name']}")
+        print(f"checkov: {len(failed)} failed checks")
+        rc = rc or (1 if failed else 0)
+    print("validation passed" if rc == 0 else "validation FAILED")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Measure the serving targets on this machine (figures for the note, not timed tests).
+
+`python -m inference_service.measure --model_dir DIR [--requests N]` starts one
+predictor that serves the model natively and, as `<name>-pyfunc`, through
+MLflow's pyfunc (same process, same model), plus the gateway in front of it,
+and prints JSON: single-row v2 req/s and p50/p99 for both paths, the gateway's
+added p50 against calling the predictor directly, and a 10,000-row batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from helper.processes import ManagedProcess, free_port, http_ok
+from helper.settings import get_settings
+from inference_service.loadgen import load
+from inference_service.state import Revision, ServingState, save_state
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def single_row_body(features: Sequence[str] = FEATURES) -> bytes:
+    """The seed project's request form: one named FP32 input per feature, pandas hint."""
+    row = [5.1, 3.5, 1.4, 0.2]
+    inputs = [
+        {"name": f, "shape": [1], "datatype": "FP32", "data": [v]}
+        for f, v in zip(features, row, strict=False)
+    ]
+    return json.dumps({"inputs": inputs, "parameters": {"content_type": "pd"}}).encode()
+
+
+def batch_body(rows: int, n_features: int = 4, seed: int = 0) -> bytes:
+    data = np.random.default_rng(seed).uniform(0.1, 8.0, size=(rows, n_features)).round(2)
+    tensor = {"name": "input-0", "shape": [rows, n_features], "datatype": "FP32"}
+    tensor["data"] = data.reshape(-1).tolist()
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def measure(model_dir: Path, requests: int = 3000, name: str = "bench") -> dict:
+    settings = get_settings()
+    tmp = Path(tempfile.mkdtemp(prefix="serve-measure-"))
+    port, gw_port = free_port(), free_port()
+    env = {"MLP_STATE_DIR": str(tmp)}
+    predictor = ManagedProcess(
+        name="measure-predictor",
+        argv=[sys.executable, "-m", "inference_service.server", "--model_name", name,
+              "--model_dir", str(model_dir), "--http_port", str(port), "--pyfunc_twin",
+              "--model_version", "1"],  # fmt: skip
+        run_dir=tmp, log_dir=tmp, port=port, env=env,
+        health=lambda: http_ok(f"http://127.0.0.1:{port}/v2/models/{name}/ready"),
+    )  # fmt: skip
+    state_path = tmp / "serving" / "state.json"
+    save_state(
+        state_path,
+        ServingState(
+            model_name=name, champion=Revision(version="1", storage_uri=str(model_dir), port=port)
+        ),
+    )
+    gateway = ManagedProcess(
+        name="measure-gateway",
+        argv=[sys.executable, "-m", "inference_service.gateway", "--port", str(gw_port),
+              "--state_file", str(state_path), "--host", settings.serve_host],  # fmt: skip
+        run_dir=tmp, log_dir=tmp, port=gw_port, env=env,
+        health=lambda: http_ok(f"http://127.0.0.1:{gw_port}/gateway/state"),
+    )  # fmt: skip
+    out: dict = {}
+    try:
+        predictor.start(timeout=120)
+        gateway.start(timeout=60)
+        body = single_row_body()
+        direct = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+        via_gw = f"http://127.0.0.1:{gw_port}/v2/models/{name}/infer"
+        pyfunc = f"http://127.0.0.1:{port}/v2/models/{name}-pyfunc/infer"
+        out["native_single_row"] = load(direct, body, requests=requests).summary()
+        out["pyfunc_single_row"] = load(pyfunc, body, requests=max(200, requests // 3)).summary()
+        out["gateway_single_row"] = load(via_gw, body, requests=requests).summary()
+        out["native_single_row_again"] = load(direct, body, requests=requests).summary()
+        big = batch_body(10_000)
+        out["native_batch_10000"] = load(direct, big, requests=30, warmup=3).summary()
+        n, p = out["native_single_row"], out["pyfunc_single_row"]
+        direct_p50 = min(n["p50_ms"], out["native_single_row_again"]["p50_ms"])
+        out["ratio_native_over_pyfunc"] = round(n["req_per_s"] / p["req_per_s"], 2)
+        out["gateway_added_p50_ms"] = round(out["gateway_single_row"]["p50_ms"] - direct_p50, 3)
+    finally:
+        gateway.stop()
+        predictor.stop()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model_dir", type=Path, required=True)
+    p.add_argument("--requests", type=int, default=3000)
+    args = p.parse_args(argv)
+    print(json.dumps(measure(args.model_dir, args.requests), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

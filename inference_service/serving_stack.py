@@ -1,0 +1,225 @@
+"""Start, stop and re-route the local serving processes: two predictor slots + the gateway.
+
+`python -m inference_service.serving_stack up|down|status|canary PERCENT|promote|rollback`
+(what `task serve:*` calls). The predictors are `inference_service.server`
+processes on `settings.predictor_ports`; the gateway listens on
+`settings.serve_port`. A canary is started and must report ready *before* the
+state names it, so a canary that fails to load never receives traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from helper.processes import ManagedProcess, ServiceError, http_ok
+from helper.settings import Settings, get_settings
+from inference_service.state import (
+    Revision,
+    ServingState,
+    StateError,
+    free_slot,
+    load_state,
+    promoted,
+    rolled_back,
+    save_state,
+    state_file,
+    with_canary,
+)
+
+BEST_RUN_REQUIRED = ("MODEL_NAME", "MODEL_VERSION", "STORAGE_URI")
+
+
+def read_best_run(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of `.env.best_run` (written by `ml_platform.register`)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise StateError(f"{path} not found: run `task ml:register` first") from None
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    missing = [k for k in BEST_RUN_REQUIRED if not values.get(k)]
+    if missing:
+        raise StateError(f"{path}: missing {', '.join(missing)}")
+    return values
+
+
+class ServingStack:
+    def __init__(self, settings: Settings, best_run_file: Path | None = None):
+        self.settings = settings
+        self.best_run_file = best_run_file or settings.best_run_file
+        self.state_path = state_file(settings)
+
+    # --- processes -------------------------------------------------------------------
+    def _child_env(self) -> dict[str, str]:
+        """Children must see the same settings even when these came from overrides."""
+        s = self.settings
+        env = {
+            "MLP_STATE_DIR": str(s.state_dir),
+            "MLP_SERVE_HOST": s.serve_host,
+            "MLP_SERVE_PORT": str(s.serve_port),
+            "MLP_MAX_BATCH_ROWS": str(s.max_batch_rows),
+            "MLP_TRACKING_URI": s.tracking_uri,
+            "MLP_DATASET_CONFIG": str(s.dataset_config),
+        }
+        return env | s.s3_env()
+
+    def predictor(self, name: str, rev: Revision) -> ManagedProcess:
+        argv = [
+            sys.executable, "-m", "inference_service.server",
+            "--model_name", name, "--storage_uri", rev.storage_uri,
+            "--http_port", str(rev.port), "--host", self.settings.serve_host,
+            "--model_version", rev.version,
+        ]  # fmt: skip
+        ready = f"http://127.0.0.1:{rev.port}/v2/models/{name}/ready"
+        return ManagedProcess(
+            name=f"predictor-{rev.port}",
+            argv=argv,
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            port=rev.port,
+            health=lambda: http_ok(ready),
+            env=self._child_env(),
+            host=self.settings.serve_host,
+        )
+
+    def gateway(self) -> ManagedProcess:
+        port = self.settings.serve_port
+        argv = [
+            sys.executable, "-m", "inference_service.gateway",
+            "--host", self.settings.serve_host, "--port", str(port),
+            "--state_file", str(self.state_path),
+        ]  # fmt: skip
+        return ManagedProcess(
+            name="gateway",
+            argv=argv,
+            run_dir=self.settings.run_dir,
+            log_dir=self.settings.log_dir,
+            port=port,
+            health=lambda: http_ok(f"http://127.0.0.1:{port}/gateway/state"),
+            env=self._child_env(),
+            host=self.settings.serve_host,
+        )
+
+    def _slot_process(self, port: int) -> ManagedProcess:
+        """Handle on whatever predictor runs in a slot (only used to stop it)."""
+        dummy = Revision(version="-", storage_uri="-", port=port)
+        return self.predictor("-", dummy)
+
+    # --- state -----------------------------------------------------------------------
+    def state(self) -> ServingState | None:
+        return load_state(self.state_path)
+
+    def _revision_from_best_run(self, port: int) -> Revision:
+        best = read_best_run(self.best_run_file)
+        return Revision(
+            version=best["MODEL_VERSION"],
+            storage_uri=best["STORAGE_URI"],
+            port=port,
+            run_id=best.get("RUN_ID"),
+        )
+
+    def _require_state(self) -> ServingState:
+        st = self.state()
+        if st is None:
+            raise StateError("nothing deployed yet: run `task serve:up` first")
+        return st
+
+    # --- commands --------------------------------------------------------------------
+    def up(self) -> ServingState:
+        """Serve the saved state, or the best run as champion at 100 % when there is none."""
+        st = self.state()
+        if st is None:
+            champion = self._revision_from_best_run(self.settings.predictor_ports[0])
+            st = ServingState(model_name=self.settings.registered_model_name, champion=champion)
+        self.predictor(st.model_name, st.champion).start()
+        if st.canary is not None:
+            try:
+                self.predictor(st.model_name, st.canary).start()
+            except ServiceError as exc:
+                msg = f"canary {st.canary.version} did not start, 0 % to it: {exc}"
+                print(msg, file=sys.stderr)
+                st = st.model_copy(update={"canary": None, "canary_percent": 0})
+        save_state(self.state_path, st)
+        self.gateway().start()
+        return st
+
+    def down(self) -> None:
+        """Stop the gateway and every predictor slot; the state file stays for the next `up`."""
+        self.gateway().stop()
+        for port in self.settings.predictor_ports:
+            self._slot_process(port).stop()
+
+    def canary(self, percent: int, revision: Revision | None = None) -> ServingState:
+        """Deploy the best run's model (or `revision`) as canary at `percent`."""
+        st = self._require_state()
+        port = free_slot(st, self.settings.predictor_ports)
+        rev = revision or self._revision_from_best_run(port)
+        same = st.canary is not None and st.canary.version == rev.version
+        rev = st.canary if same else rev.model_copy(update={"port": port})
+        new = with_canary(st, rev, percent)  # validates before any process is touched
+        if not same:
+            self._slot_process(port).stop()
+        self.predictor(st.model_name, rev).start()  # raises if it cannot load: state unchanged
+        save_state(self.state_path, new)
+        return new
+
+    def promote(self) -> ServingState:
+        st = self._require_state()
+        new = promoted(st)
+        save_state(self.state_path, new)
+        self._slot_process(st.champion.port).stop()
+        return new
+
+    def rollback(self) -> ServingState:
+        st = self._require_state()
+        new = rolled_back(st)
+        save_state(self.state_path, new)
+        return new
+
+    def status(self) -> dict:
+        st = self.state()
+        procs = {"gateway": self.gateway()}
+        for port in self.settings.predictor_ports:
+            procs[f"predictor-{port}"] = self._slot_process(port)
+        return {
+            "endpoint": f"http://{self.settings.serve_host}:{self.settings.serve_port}",
+            "state": st.model_dump(mode="json") if st else None,
+            "processes": {name: p.pid() for name, p in procs.items()},
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Local serving: predictors + canary gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for cmd in ("up", "down", "status", "promote", "rollback"):
+        sub.add_parser(cmd)
+    c = sub.add_parser("canary")
+    c.add_argument("percent", type=int)
+    args = p.parse_args(argv)
+    stack = ServingStack(get_settings())
+    try:
+        if args.cmd == "canary":
+            result = stack.canary(args.percent)
+        elif args.cmd == "down":
+            stack.down()
+            result = stack.status()
+        else:
+            result = getattr(stack, args.cmd)()
+    except (StateError, ServiceError) as exc:
+        print(f"serve {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    out = result.model_dump(mode="json") if isinstance(result, ServingState) else result
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

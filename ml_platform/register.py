@@ -1,0 +1,309 @@
+"""Promote the best trial of the latest tuning session into the model registry.
+
+Gate semantics: `settings.min_metric` is the *worst acceptable value* of `settings.metric`.
+For metrics where higher is better (accuracy, recall_macro) it is a floor; for metrics where
+lower is better (log_loss) the same number is a ceiling — a log-loss above it is refused.
+
+On success: a new version of `settings.registered_model_name` with alias `challenger`,
+held-out test metrics plus a confusion matrix and a feature-importance plot on the winning
+run, and `ml_platform/best_model_artifacts/.env.best_run` (the GitOps trigger), written
+atomically.
+
+CLI: `python -m ml_platform.register [--output PATH]`; exit 3 when the gate refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from helper.settings import Metric, Settings, load_settings
+from ml_platform import tracking
+
+CHALLENGER_ALIAS = "challenger"
+TIE_BREAK_METRIC = "log_loss"
+EXIT_REFUSED = 3
+ENV_KEYS = (
+    "MODEL_NAME",
+    "MODEL_VERSION",
+    "MODEL_ID",
+    "RUN_ID",
+    "STORAGE_URI",
+    "METRIC_NAME",
+    "METRIC_VALUE",
+    "EXPERIMENT_NAME",
+)
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class RegistryRefusal(RuntimeError):
+    """The registry declines to register; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A child run as the selection logic sees it."""
+
+    run_id: str
+    metrics: Mapping[str, float]
+    model_id: str | None
+    status: str
+    start_time: int = 0
+
+
+# --- decisions (pure) -------------------------------------------------------------------
+
+
+def passes_gate(value: float, threshold: float, mode: str) -> bool:
+    """`threshold` is the worst acceptable value: a floor for 'max', a ceiling for 'min'."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode: expected 'max' or 'min', got {mode!r}")
+    if not math.isfinite(value):
+        return False
+    return value >= threshold if mode == "max" else value <= threshold
+
+
+def select_best(candidates: Iterable[Candidate], metric: str, mode: str) -> Candidate:
+    """Best finished candidate with a logged model and a finite `metric`.
+
+    Accuracy-like metrics tie often on small test sets, so ties are broken by the lower
+    log-loss (the more confident correct model), then by the earlier run, so re-running the
+    registry on the same session always picks the same run.
+    """
+    usable = [
+        c
+        for c in candidates
+        if c.status == "FINISHED"
+        and c.model_id
+        and metric in c.metrics
+        and math.isfinite(c.metrics[metric])
+    ]
+    if not usable:
+        raise RegistryRefusal(
+            f"no finished trial with a logged model and metric '{metric}' in the latest session"
+        )
+    sign = 1.0 if mode == "max" else -1.0
+
+    def rank(c: Candidate) -> tuple:
+        loss = c.metrics.get(TIE_BREAK_METRIC, math.inf)
+        return (
+            sign * c.metrics[metric],
+            -loss if math.isfinite(loss) else -math.inf,
+            -c.start_time,
+            c.run_id,
+        )
+
+    return max(usable, key=rank)
+
+
+def check_gate(candidate: Candidate, metric: Metric, threshold: float) -> None:
+    """Raise `RegistryRefusal` naming the metric, the value and the threshold's meaning."""
+    value = candidate.metrics[metric.value]
+    if passes_gate(value, threshold, metric.mode):
+        return
+    relation = "below the floor" if metric.mode == "max" else "above the ceiling"
+    raise RegistryRefusal(
+        f"best {metric.value} {value:.4f} (run {candidate.run_id}) is {relation} "
+        f"min_metric={threshold} ({metric.value} is a '{metric.mode}' metric; min_metric is "
+        f"the worst acceptable value); not registering"
+    )
+
+
+def resolve_storage_uri(storage_location: str, artifacts_destination: str) -> str:
+    """The real object-store URI of a model version's files.
+
+    A server that proxies artifacts reports `mlflow-artifacts:/<path>`; `<path>` is relative
+    to the server's `--artifacts-destination`, which is `settings.artifacts_destination`.
+    Any other scheme is already a real location and is returned unchanged.
+    """
+    parsed = urlparse(storage_location)
+    if parsed.scheme != "mlflow-artifacts":
+        return storage_location
+    return f"{artifacts_destination.rstrip('/')}/{parsed.path.lstrip('/')}"
+
+
+def format_env(values: Mapping[str, object]) -> str:
+    """KEY=VALUE lines; refuses keys or values that a shell or kustomize would misread."""
+    lines = []
+    for key, value in values.items():
+        text = str(value)
+        if not _ENV_KEY.match(key):
+            raise ValueError(f"{key}: not a valid environment variable name")
+        if any(ch in text for ch in "\n\r\"'") or text != text.strip():
+            raise ValueError(f"{key}: value {text!r} has quotes, newlines or edge whitespace")
+        lines.append(f"{key}={text}")
+    return "\n".join(lines) + "\n"
+
+
+def write_env_file(path: Path, values: Mapping[str, object]) -> Path:
+    """Write atomically (temp file in the same directory + rename): readers never see half."""
+    content = format_env(values)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- MLflow side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What was registered, as written to the env file, plus the held-out scores."""
+
+    env: dict[str, str]
+    test_metrics: dict[str, float]
+    env_file: Path
+
+
+def latest_session(client, experiment_id: str):
+    """Newest finished parent run tagged `session=tune`."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{tracking.SESSION_TAG} = '{tracking.SESSION_VALUE}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise RegistryRefusal(
+            f"no finished tuning session in experiment {experiment_id}; run `task ml:tune` first"
+        )
+    return runs[0]
+
+
+def session_candidates(client, experiment_id: str, parent_run_id: str) -> list[Candidate]:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}'",
+        max_results=1000,
+    )
+    return [
+        Candidate(
+            run_id=r.info.run_id,
+            metrics=dict(r.data.metrics),
+            model_id=r.data.tags.get(tracking.MODEL_ID_TAG),
+            status=r.info.status,
+            start_time=r.info.start_time or 0,
+        )
+        for r in runs
+    ]
+
+
+def register_best(settings: Settings, output: Path | None = None) -> Registration:
+    """Select, gate, register, alias, document and write the env file (in that order, so a
+    refusal or a failure leaves the previous env file untouched)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is None:
+        raise RegistryRefusal(f"experiment_name: no experiment '{settings.experiment_name}'")
+    parent = latest_session(client, experiment.experiment_id)
+    candidates = session_candidates(client, experiment.experiment_id, parent.info.run_id)
+    best = select_best(candidates, settings.metric.value, settings.metric.mode)
+    check_gate(best, settings.metric, settings.min_metric)
+
+    name = settings.registered_model_name
+    # the fluent call also links the logged model to the new version (UI: "registered as")
+    version = mlflow.register_model(
+        f"models:/{best.model_id}",
+        name,
+        tags={"metric": settings.metric.value, "session": parent.info.run_id},
+    )
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+    storage = resolve_storage_uri(
+        client.get_model_version_download_uri(name, version.version),
+        settings.artifacts_destination,
+    )
+    test_metrics = _document_run(client, settings, best)
+    for key, value in test_metrics.items():
+        client.set_model_version_tag(name, version.version, key, f"{value:.6f}")
+    env = {
+        "MODEL_NAME": name,
+        "MODEL_VERSION": str(version.version),
+        "MODEL_ID": best.model_id,
+        "RUN_ID": best.run_id,
+        "STORAGE_URI": storage,
+        "METRIC_NAME": settings.metric.value,
+        "METRIC_VALUE": repr(float(best.metrics[settings.metric.value])),
+        "EXPERIMENT_NAME": settings.experiment_name,
+    }
+    path = write_env_file(output or settings.best_run_file, env)
+    return Registration(env=env, test_metrics=test_metrics, env_file=path)
+
+
+def _document_run(client, settings: Settings, best: Candidate) -> dict[str, float]:
+    """Score the registered model on the untouched test split; attach metrics and plots."""
+    import mlflow.xgboost
+
+    from ml_platform.data import load_lake
+    from ml_platform.plots import confusion_matrix_png, feature_importance_png
+    from ml_platform.train import compute_metrics, split_xy
+
+    data = load_lake(settings)
+    model = mlflow.xgboost.load_model(f"models:/{best.model_id}")
+    x_test, y_test = split_xy(data.test, data.features)
+    proba = model.predict_proba(x_test)
+    scores = compute_metrics(y_test, proba, len(data.classes))
+    test_metrics = {f"test_{k}": v for k, v in scores.items()}
+    tracking.log_metrics(client, best.run_id, test_metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        cm = confusion_matrix_png(
+            y_test, proba.argmax(axis=1), data.classes, Path(tmp) / "confusion_matrix.png"
+        )
+        fi = feature_importance_png(model, data.features, Path(tmp) / "feature_importance.png")
+        for png in (cm, fi):
+            client.log_artifact(best.run_id, str(png), artifact_path="evaluation")
+    return test_metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml_platform.register", description=__doc__)
+    parser.add_argument(
+        "--output", type=Path, help="env file to write (default: the committed one)"
+    )
+    parser.add_argument("--check", action="store_true", help="only check that MLflow answers")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    from ml_platform.tune import preflight
+
+    problems = preflight(settings, need_lake=True)
+    if problems or args.check:
+        print("\n".join(problems) or "ok", file=sys.stderr if problems else sys.stdout)
+        return 1 if problems else 0
+    try:
+        result = register_best(settings, args.output)
+    except RegistryRefusal as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    for key, value in result.env.items():
+        print(f"{key}={value}")
+    for key, value in result.test_metrics.items():
+        print(f"# {key}={value:.4f}")
+    print(f"# wrote {result.env_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

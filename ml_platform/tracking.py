@@ -1,0 +1,82 @@
+"""Small MLflow helpers shared by tuning and registration.
+
+Everything goes through the tracking server over HTTP (`MlflowClient(tracking_uri)`), so
+Ray workers and the registry need no S3 credentials: the server proxies artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Mapping
+
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+SESSION_TAG = "session"
+SESSION_VALUE = "tune"
+TRIAL_TAG = "tune_trial_id"
+MODEL_ID_TAG = "model_id"
+STOPPED_TAG = "tune_stopped_early"
+
+# Packages the logged model needs at load time. Pinned to what trained it: inferring them
+# takes ~9 s per model and, inside Ray workers, records Ray's bundled copies instead.
+_MODEL_PACKAGES = ("mlflow", "xgboost", "scikit-learn", "numpy", "pandas", "scipy")
+_DISTRIBUTION_ALIASES = {"xgboost": ("xgboost", "xgboost-cpu")}
+
+
+def _installed_version(package: str) -> str:
+    for dist in _DISTRIBUTION_ALIASES.get(package, (package,)):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise RuntimeError(f"model requirement '{package}' is not installed")
+
+
+def model_pip_requirements() -> list[str]:
+    """Explicit `name==version` pins for the logged model's environment."""
+    return [f"{pkg}=={_installed_version(pkg)}" for pkg in _MODEL_PACKAGES]
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """Experiment id for `name`, created on first use (artifact location is the server's)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            raise RuntimeError(f"experiment_name: '{name}' is deleted on the server; restore it")
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
+    client.log_batch(run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
+
+
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0
+) -> None:
+    """One HTTP call for many metrics; per-call latency dominates on small models."""
+    ts = _now_ms()
+    client.log_batch(
+        run_id, metrics=[MlflowMetric(k, float(v), ts, step) for k, v in metrics.items()]
+    )
+
+
+def log_history(client: MlflowClient, run_id: str, history: list[dict[str, float]]) -> None:
+    """Per-round curve as stepped metrics, in batches under the server's 1000-entry limit."""
+    ts = _now_ms()
+    entries = [
+        MlflowMetric(key, float(value), ts, int(row["round"]))
+        for row in history
+        for key, value in row.items()
+        if key != "round"
+    ]
+    for start in range(0, len(entries), 900):
+        client.log_batch(run_id, metrics=entries[start : start + 900])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,169 @@
+"""transforms: every malformed kind, label mapping, header, BOM/CRLF, split determinism."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+
+from data_platform import make_raw
+from data_platform import transforms as T
+from helper.settings import DatasetSpec, get_settings
+
+GOOD = "5.1,3.5,1.4,0.2,Iris-setosa"
+
+
+@pytest.fixture(scope="module")
+def spec() -> DatasetSpec:
+    return get_settings().dataset
+
+
+def parse(spark, spec, lines):
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    return T.parse_lines(T.normalize_lines(frame), spec)
+
+
+def reasons(spark, spec, lines):
+    return [row[T.REASON_COL] for row in parse(spark, spec, lines).collect()]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("", "blank_line"),
+        (" \t ", "blank_line"),
+        ("sepal_length,sepal_width,petal_length,petal_width,species", "duplicate_header"),
+        ("Sepal_Length, SEPAL_WIDTH,petal_length,petal_width,species", "duplicate_header"),
+        ("5.1,3.5,1.4,Iris-setosa", "wrong_column_count"),
+        ("5.1,3.5,1.4,0.2,Iris-setosa,", "wrong_column_count"),
+        ("5.1;3.5;1.4;0.2;Iris-setosa", "wrong_column_count"),
+        ("5.1,,1.4,0.2,Iris-setosa", "missing_value"),
+        ("5.1,3.5,1.4,0.2, ", "missing_value"),
+        ("5.1,abc,1.4,0.2,Iris-setosa", "non_numeric"),
+        ("5.1,3.5cm,1.4,0.2,Iris-setosa", "non_numeric"),
+        ("5.1,1d,1.4,0.2,Iris-setosa", "non_numeric"),
+        ("5.1,0x1p3,1.4,0.2,Iris-setosa", "non_numeric"),
+        ("5.1,1.2.3,1.4,0.2,Iris-setosa", "non_numeric"),
+        ("NaN,3.5,1.4,0.2,Iris-setosa", "non_finite"),
+        ("5.1,inf,1.4,0.2,Iris-setosa", "non_finite"),
+        ("5.1,3.5,-Infinity,0.2,Iris-setosa", "non_finite"),
+        ("5.1,3.5,1.4,1e999,Iris-setosa", "non_finite"),
+        ("5.1,3.5,1.4,0.2,Iris-unknown", "unknown_class"),
+        ("5.1,3.5,1.4,0.2,iris-setosa", "unknown_class"),
+        (GOOD, None),
+        (" 5.1 ,\t3.5,1.4 , 2e-1 , Iris-setosa ", None),
+        ("+5.1,.5,1.,0,Iris-virginica", None),
+    ],
+)
+def test_each_line_gets_its_reason(spark, spec, line, reason):
+    assert reasons(spark, spec, [line]) == [reason]
+
+
+def test_rejected_lines_keep_their_raw_text_and_good_ones_their_values(spark, spec):
+    parsed = parse(spark, spec, [GOOD, "5.1,abc,1.4,0.2,Iris-setosa"])
+    (rejected,) = T.rejects(parsed).collect()
+    assert rejected.asDict() == {"raw_line": "5.1,abc,1.4,0.2,Iris-setosa", "reason": "non_numeric"}
+    (good,) = T.good_rows(parsed, spec).collect()
+    assert good.asDict() == {
+        "sepal_length": 5.1,
+        "sepal_width": 3.5,
+        "petal_length": 1.4,
+        "petal_width": 0.2,
+        "label": 0,
+    }
+    types = dict(T.good_rows(parsed, spec).dtypes)
+    assert types == {**{f: "double" for f in spec.features}, "label": "int"}
+
+
+def test_labels_follow_the_order_of_spec_classes(spark, spec):
+    lines = [f"1,2,3,4,{name}" for name in spec.classes]
+    forward = [r.label for r in T.good_rows(parse(spark, spec, lines), spec).collect()]
+    reordered = spec.model_copy(update={"classes": list(reversed(spec.classes))})
+    backward = [r.label for r in T.good_rows(parse(spark, reordered, lines), reordered).collect()]
+    assert forward == list(range(len(spec.classes)))
+    assert backward == list(reversed(forward))
+
+
+def test_bom_and_crlf_files_parse_like_plain_ones(spark, spec, tmp_path):
+    lines = make_raw.iris_lines()[:20]
+    plain = make_raw.write_lines(tmp_path / "plain.data", lines)
+    odd = make_raw.write_lines(tmp_path / "odd.data", lines, bom=True, crlf=True)
+
+    def good(path):
+        parsed = T.parse_lines(T.normalize_lines(spark.read.text(str(path))), spec)
+        return sorted(tuple(r) for r in T.good_rows(parsed, spec).collect())
+
+    assert len(good(plain)) == 20
+    assert good(odd) == good(plain)
+
+
+def test_header_file_loses_only_its_first_line(spark, spec):
+    header = ",".join(spec.columns)
+    with_header = spec.model_copy(update={"header": True})
+    frame = spark.createDataFrame(
+        [(header, 0), (GOOD, 1), (header, 2)], "value string, line_id long"
+    )
+    lines = T.normalize_lines(frame)
+    kept = T.parse_lines(T.drop_header(lines, with_header, "line_id"), with_header)
+    assert [r.reason for r in kept.orderBy("raw_line").collect()] == [None, "duplicate_header"]
+    untouched = T.parse_lines(T.drop_header(lines, spec, "line_id"), spec)
+    assert untouched.count() == 3
+
+
+def test_synthetic_fuzz_lines_get_exactly_the_expected_reasons(spark, spec):
+    raw = make_raw.synthetic_lines(2000, spec, seed=11, malformed_fraction=0.3)
+    got = reasons(spark, spec, [line.text for line in raw])
+    assert got == [line.expect for line in raw]
+
+
+def _split(spark, spec, lines, seed, partitions=1, fraction=0.2):
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    good = T.good_rows(T.parse_lines(T.normalize_lines(frame.repartition(partitions)), spec), spec)
+    train, test = T.split(good, spec, seed, fraction)
+    return sorted(tuple(r) for r in train.collect()), sorted(tuple(r) for r in test.collect())
+
+
+def test_split_is_reproducible_and_independent_of_partitioning_and_order(spark, spec):
+    lines = make_raw.iris_lines()
+    first = _split(spark, spec, lines, seed=42)
+    assert _split(spark, spec, lines, seed=42) == first
+    assert _split(spark, spec, list(reversed(lines)), seed=42, partitions=7) == first
+
+
+def test_different_seed_gives_a_different_split(spark, spec):
+    lines = make_raw.iris_lines()
+    assert _split(spark, spec, lines, seed=1)[1] != _split(spark, spec, lines, seed=2)[1]
+
+
+def test_split_is_stratified_with_exact_share_per_class(spark, spec):
+    lines = [line.text for line in make_raw.synthetic_lines(300, spec, seed=5)]
+    train, test = _split(spark, spec, lines, seed=9, fraction=0.25)
+    assert len(train) + len(test) == 300
+    per_class_total = {c: sum(1 for line in lines if line.endswith(c)) for c in spec.classes}
+    per_class_test = {spec.classes[row[-1]]: 0 for row in test}
+    for row in test:
+        per_class_test[spec.classes[row[-1]]] += 1
+    for name, total in per_class_total.items():
+        assert abs(per_class_test.get(name, 0) - total * 0.25) <= 1
+
+
+def test_identical_rows_land_on_the_same_side(spark, spec):
+    lines = make_raw.iris_lines()[:30] * 3
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    good = T.good_rows(T.parse_lines(T.normalize_lines(frame), spec), spec)
+    marked = T.assign_split(good, spec, seed=42, test_fraction=0.3)
+    sides = marked.groupBy(*spec.features, "label").agg(F.countDistinct(T.SPLIT_COL).alias("n"))
+    assert sides.where("n > 1").count() == 0
+    assert 0 < marked.where(T.SPLIT_COL).count() < 90
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_split_rejects_a_fraction_outside_0_1(spark, spec, fraction):
+    frame = spark.createDataFrame([(GOOD,)], "value string")
+    good = T.good_rows(T.parse_lines(T.normalize_lines(frame), spec), spec)
+    with pytest.raises(ValueError, match="^test_fraction:"):
+        T.assign_split(good, spec, 1, fraction)
+
+
+def test_count_by_reason_counts_good_rows_under_none(spark, spec):
+    parsed = parse(spark, spec, [GOOD, GOOD, "", "x"])
+    assert T.count_by_reason(parsed) == {None: 2, "blank_line": 1, "wrong_column_count": 1}
