@@ -57,7 +57,9 @@ def run(ctx: BenchContext) -> dict:
             "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 4),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 4),
         }
-        ctx.log(f"  limit batch {n:>6}: {n / per_call:12.0f} rows/s  p50 {lat.mean() * 1e3:.3f} ms")
+        ctx.log(
+            f"  limit batch {n:>6}: {n / per_call:12.0f} rows/s  mean {lat.mean() * 1e3:.3f} ms"
+        )
     columns = ["rows per call", "calls/s", "rows/s", "p50 ms", "p99 ms"]
     rows = [
         [str(b["rows"]), f"{b['calls_per_s']:.0f}", f"{b['rows_per_s']:.0f}",

@@ -96,7 +96,8 @@ def ensure_mlserver_env(settings: Settings, log) -> Path:
         return env_dir
     log(f"creating the MLServer environment under {env_dir} (one time)")
     uv = _uv()
-    subprocess.run([uv, "venv", "--quiet", "--python", "3.11", str(env_dir)], check=True)
+    # --clear: a half-made environment from an interrupted run is rebuilt, not reused
+    subprocess.run([uv, "venv", "--quiet", "--clear", "--python", "3.11", str(env_dir)], check=True)
     subprocess.run(
         [uv, "pip", "install", "--quiet", "--python", str(python), *MLSERVER_PINS],
         check=True,

@@ -88,6 +88,7 @@ def measure_config(
                 url, bodies[case.name], connections=case.connections, duration_s=warm,
                 work_dir=ctx.work_dir,
             )  # fmt: skip
+        _, _, reply = post(url, bodies[case.name].read_bytes())  # what the client receives
         with RssSampler(running.psutil_procs, interval=0.2) as sampler:
             res = loadgen.run_load(
                 url, bodies[case.name], connections=case.connections, duration_s=measured,
@@ -98,6 +99,7 @@ def measure_config(
             "rows": case.rows,
             "rows_per_s": round(res.rps * case.rows, 1),
             "peak_rss_mib": round(sampler.peak / 2**20, 1),
+            "response_bytes": len(reply),
         }
         cases[case.name] = row
         ctx.log(
@@ -143,23 +145,37 @@ def run(ctx: BenchContext) -> dict:
             running.stop()
 
     if "mlserver" in wanted:
-        configs["mlserver"] = _mlserver(ctx, model_dir, name, bodies)
+        configs["mlserver"] = _isolated(ctx, "mlserver", _mlserver, ctx, model_dir, name, bodies)
 
     if "canary" in wanted:
-        running = servers.start_canary(model_dir, name, ctx.work_dir / "canary", CANARY_PERCENT)
-        try:
-            url = f"{running.url}/v2/models/{name}/infer"
-            result = measure_config(ctx, "canary", running, f"/v2/models/{name}/infer", bodies)
-            n = 100 if ctx.smoke else 1000
-            result["version_split"] = version_split(url, bodies["single_c1"].read_bytes(), n)
-            result["canary_percent"] = CANARY_PERCENT
-            result["rss_note"] = "gateway + champion + canary predictors"
-            configs["canary"] = result
-        finally:
-            running.stop()
+        configs["canary"] = _isolated(ctx, "canary", _canary, ctx, model_dir, name, bodies)
 
     out["table"] = table(configs)
     return out
+
+
+def _isolated(ctx: BenchContext, cfg: str, fn, *args) -> dict:
+    """One configuration failing (say MLServer's environment cannot be built) is recorded
+    and the others are still measured."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - recorded in the results
+        ctx.log(f"  {cfg} failed: {exc}")
+        return {"status": f"failed: {type(exc).__name__}: {exc}", "cases": {}}
+
+
+def _canary(ctx: BenchContext, model_dir: Path, name: str, bodies: dict[str, Path]) -> dict:
+    running = servers.start_canary(model_dir, name, ctx.work_dir / "canary", CANARY_PERCENT)
+    try:
+        url = f"{running.url}/v2/models/{name}/infer"
+        result = measure_config(ctx, "canary", running, f"/v2/models/{name}/infer", bodies)
+        n = 100 if ctx.smoke else 1000
+        result["version_split"] = version_split(url, bodies["single_c1"].read_bytes(), n)
+        result["canary_percent"] = CANARY_PERCENT
+        result["rss_note"] = "gateway + champion + canary predictors"
+        return result
+    finally:
+        running.stop()
 
 
 def _mlserver(ctx: BenchContext, model_dir: Path, name: str, bodies: dict[str, Path]) -> dict:

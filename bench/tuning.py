@@ -165,8 +165,8 @@ def run(ctx: BenchContext) -> dict:
         "ours": "Optuna TPE + ASHA (per-round reports)",
         "original": "random search, no early stopping",
     }
-    out["ray_start_s"] = round(start_ray(cpus), 2)
-    try:
+    try:  # a Ray that failed half-way through start-up is shut down too
+        out["ray_start_s"] = round(start_ray(cpus), 2)
         for name in ("original", "ours"):
             tuner = _tuner(name, trials, max_rounds, cpus, s.seed, data, ctx.work_dir / "ray")
             started_unix, t0 = time.time(), time.perf_counter()

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     tune_time_budget_s: float = Field(120.0, gt=0)
     tune_cpus: int = Field(2, ge=1)
     tune_max_rounds: int = Field(60, ge=1)
+    # (added by the tuning engineer) set inside a RayJob/Ray cluster: connect instead of
+    # starting a private local Ray; KubeRay exports RAY_ADDRESS to the job's entrypoint
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("MLP_RAY_ADDRESS", "RAY_ADDRESS")
+    )
 
     # --- serving -----------------------------------------------------------------
     serve_host: str = "127.0.0.1"
@@ -172,6 +177,30 @@ class Settings(BaseSettings):
     predictor_ports: tuple[int, int] = Field(
         (8091, 8092), description="the two local predictor slots behind the gateway on serve_port"
     )
+
+    # --- promotion (inference_service/promotion) -----------------------------------
+    # Gates use `metric`/`min_metric` above; these are the canary and analysis thresholds.
+    promote_canary_percent: int = Field(10, ge=1, le=100, description="canary traffic share")
+    promote_window_requests: int = Field(
+        200, ge=10, description="analysis window: held-out rows replayed per revision"
+    )
+    promote_max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="canary 5xx share")
+    promote_max_p95_ratio: float = Field(
+        3.0, gt=0.0, description="canary p95 latency may be at most this times the champion's"
+    )
+    promote_max_p95_ms: float = Field(250.0, gt=0.0, description="absolute canary p95 ceiling")
+    promote_min_agreement: float = Field(
+        0.9, ge=0.0, le=1.0, description="share of replayed rows where canary == champion"
+    )
+    promote_max_regression: float = Field(
+        0.02, ge=0.0, description="held-out metric may be worse than the champion's by this"
+    )
+    promote_ready_timeout_s: float = Field(120.0, gt=0.0, description="bounded canary wait")
+    promote_smoke_budget_ms: float = Field(
+        2000.0, gt=0.0, description="first answer of the smoke-loaded model within this"
+    )
+    kserve_namespace: str = Field("ml-platform", description="namespace of the InferenceService")
+    kserve_isvc_name: str = Field("iris-classifier", description="InferenceService to promote")
 
     # --- cluster validation (helper/validate.py) -----------------------------------
     crd_schema_dir: Path | None = Field(

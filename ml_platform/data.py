@@ -6,6 +6,7 @@ untouched until the registry scores the winner, so the reported test figures are
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,11 +39,16 @@ class LakeData:
         return str(self.manifest["version"])
 
 
-def load_lake(settings: Settings) -> LakeData:
-    """Latest manifest-complete version of the configured data set (both splits)."""
+def load_lake(settings: Settings, version: str | None = None) -> LakeData:
+    """A manifest-complete version of the configured data set (both splits): the latest,
+    or `version` — the registry scores on the test split of the version the session tuned on,
+    so a newer ETL run can never leak rows the model was fitted on into its test figures."""
     from data_platform.lake import latest_manifest, read_split  # the ETL area owns the layout
 
-    manifest = latest_manifest(settings.lake_uri, settings.dataset.name, settings=settings)
+    if version is None:
+        manifest = latest_manifest(settings.lake_uri, settings.dataset.name, settings=settings)
+    else:
+        manifest = _manifest_of(settings, version)
     for key in ("features", "classes", "version"):
         if key not in manifest:
             raise ValueError(f"lake manifest: missing key '{key}'")
@@ -51,6 +57,20 @@ def load_lake(settings: Settings) -> LakeData:
         train=read_split(manifest, "train", settings=settings),
         test=read_split(manifest, "test", settings=settings),
     )
+
+
+def _manifest_of(settings: Settings, version: str) -> dict:
+    from data_platform.lake import filesystem, list_versions
+
+    paths = list_versions(settings.lake_uri, settings.dataset.name, settings=settings)
+    match = [p for p in paths if p.rstrip("/").split("/")[-2] == version]
+    if not match:
+        raise ValueError(
+            f"lake_version: version '{version}' is not published under {settings.lake_uri}"
+        )
+    fs, _ = filesystem(settings.lake_uri, settings)
+    with fs.open_input_stream(match[-1]) as fh:
+        return json.loads(fh.read().decode("utf-8"))
 
 
 def split_validation(

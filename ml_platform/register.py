@@ -209,8 +209,8 @@ def session_candidates(client, experiment_id: str, parent_run_id: str) -> list[C
 
 
 def register_best(settings: Settings, output: Path | None = None) -> Registration:
-    """Select, gate, register, alias, document and write the env file (in that order, so a
-    refusal or a failure leaves the previous env file untouched)."""
+    """Select, gate, register, document, alias and write the env file (in that order: a
+    refusal or a failure leaves the alias and the previous env file untouched)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -231,14 +231,14 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
         name,
         tags={"metric": settings.metric.value, "session": parent.info.run_id},
     )
-    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
     storage = resolve_storage_uri(
         client.get_model_version_download_uri(name, version.version),
         settings.artifacts_destination,
     )
-    test_metrics = _document_run(client, settings, best)
+    test_metrics = _document_run(client, settings, best, parent.data.tags.get("lake_version"))
     for key, value in test_metrics.items():
         client.set_model_version_tag(name, version.version, key, f"{value:.6f}")
+    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
     env = {
         "MODEL_NAME": name,
         "MODEL_VERSION": str(version.version),
@@ -253,7 +253,9 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
     return Registration(env=env, test_metrics=test_metrics, env_file=path)
 
 
-def _document_run(client, settings: Settings, best: Candidate) -> dict[str, float]:
+def _document_run(
+    client, settings: Settings, best: Candidate, lake_version: str | None
+) -> dict[str, float]:
     """Score the registered model on the untouched test split; attach metrics and plots."""
     import mlflow.xgboost
 
@@ -261,7 +263,7 @@ def _document_run(client, settings: Settings, best: Candidate) -> dict[str, floa
     from ml_platform.plots import confusion_matrix_png, feature_importance_png
     from ml_platform.train import compute_metrics, split_xy
 
-    data = load_lake(settings)
+    data = load_lake(settings, version=lake_version)
     model = mlflow.xgboost.load_model(f"models:/{best.model_id}")
     x_test, y_test = split_xy(data.test, data.features)
     proba = model.predict_proba(x_test)

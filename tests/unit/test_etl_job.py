@@ -11,6 +11,9 @@ from helper.settings import load_settings
 
 GOOD = "5.1,3.5,1.4,0.2,Iris-setosa"
 
+# Each test is a whole ETL run with Parquet writes: seconds each, more on a loaded machine.
+pytestmark = pytest.mark.slow
+
 
 def settings_for(tmp_path: Path, lines: list[str], **overrides):
     raw = make_raw.write_lines(tmp_path / "raw" / "iris.data", lines)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from data_platform import make_raw
@@ -167,3 +171,27 @@ def test_split_rejects_a_fraction_outside_0_1(spark, spec, fraction):
 def test_count_by_reason_counts_good_rows_under_none(spark, spec):
     parsed = parse(spark, spec, [GOOD, GOOD, "", "x"])
     assert T.count_by_reason(parsed) == {None: 2, "blank_line": 1, "wrong_column_count": 1}
+
+
+_FIELDISH = st.text(alphabet=",.0123456789eE+-naifINFx \t\ufeffIris-setosa", max_size=40)
+_LINES = st.lists(
+    st.one_of(_FIELDISH, st.sampled_from(make_raw.iris_lines()), st.text(max_size=30)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=8, deadline=None)
+@given(lines=_LINES)
+def test_any_text_is_parsed_or_rejected_never_lost(spark, spec, lines):
+    lines = [line.replace("\n", " ").replace("\r", " ") for line in lines]
+    rows = parse(spark, spec, lines).collect()
+    assert sorted(r.raw_line for r in rows) == sorted(line.removeprefix("\ufeff") for line in lines)
+    for row in rows:
+        if row.reason is None:
+            values = [row[name] for name in spec.features]
+            assert all(v is not None and math.isfinite(v) for v in values), row
+            assert 0 <= row.label < len(spec.classes)
+        else:
+            assert row.reason in T.REASONS
+            assert row.label is None

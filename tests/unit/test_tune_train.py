@@ -153,3 +153,22 @@ def test_best_trial_ties_break_like_the_registry():
     assert pick_best_trial(trials, "accuracy", "max")["trial_id"] == "d"  # lowest log-loss
     trials["log_loss"] = 0.2
     assert pick_best_trial(trials, "accuracy", "max")["trial_id"] == "a"  # earliest
+
+
+def test_load_lake_reads_latest_or_a_named_version(tmp_path):
+    from ml_platform.data import load_lake
+    from tests.integration.test_tune_pipeline import write_tiny_lake
+
+    lake_uri = str(tmp_path / "lake")
+    old = write_tiny_lake(lake_uri, rows_per_class=8, seed=1)
+    new = write_tiny_lake(lake_uri, rows_per_class=12, seed=2)
+    settings = load_settings(state_dir=tmp_path, lake_uri=lake_uri)
+    latest = load_lake(settings)
+    assert latest.version == new["version"]
+    assert len(latest.train) + len(latest.test) == 36
+    pinned = load_lake(settings, version=old["version"])
+    assert pinned.version == old["version"]
+    assert len(pinned.train) + len(pinned.test) == 24
+    assert pinned.features == FEATURES
+    with pytest.raises(ValueError, match="lake_version"):
+        load_lake(settings, version="20000101T000000000000Z-abcdef")

@@ -1,0 +1,99 @@
+"""One Ray Tune trial: the search space, and the function each Ray worker runs.
+
+Each trial opens its own MLflow child run over HTTP (artifacts are proxied by the server, so
+workers need no S3 credentials), reports after every boosting round so ASHA can stop it
+early, and logs the fitted model with an explicit signature, input example and pins.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ml_platform import tracking
+from ml_platform.train import train_model
+
+
+def search_space() -> dict:
+    """Ranges that matter for small tabular data; the number of rounds is the scheduler's."""
+    from ray import tune
+
+    return {
+        "max_depth": tune.randint(2, 8),
+        "learning_rate": tune.loguniform(0.02, 0.5),
+        "subsample": tune.uniform(0.6, 1.0),
+        "colsample_bytree": tune.uniform(0.5, 1.0),
+        "min_child_weight": tune.loguniform(0.1, 10.0),
+        "reg_lambda": tune.loguniform(1e-3, 10.0),
+    }
+
+
+def run_trial(
+    config: dict,
+    *,
+    fit: pd.DataFrame,
+    val: pd.DataFrame,
+    features: list[str],
+    n_classes: int,
+    max_rounds: int,
+    seed: int,
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+) -> None:
+    """One trial inside a Ray worker: child run, per-round reports, model logged at the end.
+
+    The last round is reported only after the run is complete, because ASHA stops a trial
+    that reaches `max_t` and stopping ends this function at its next `tune.report`.
+    """
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    context = tune.get_context()
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(
+        experiment_id,
+        run_name=context.get_trial_name(),
+        tags={tracking.PARENT_TAG: parent_run_id, tracking.TRIAL_TAG: context.get_trial_id()},
+    )
+    run_id = run.info.run_id
+    try:
+        tracking.log_params(client, run_id, {**config, "num_rounds": max_rounds, "seed": seed})
+
+        def report(round_no: int, metrics: dict[str, float]) -> None:
+            if round_no < max_rounds:
+                tune.report({**metrics, "round": round_no})
+
+        result = train_model(
+            config, fit, val, features, n_classes, max_rounds, seed=seed, on_round=report
+        )
+        tracking.log_history(client, run_id, result.history)
+        tracking.log_metrics(
+            client, run_id, {**result.metrics, "train_seconds": result.seconds}, step=max_rounds
+        )
+        model_id = _log_model(tracking_uri, run_id, result.model, fit[features])
+        client.set_tag(run_id, tracking.MODEL_ID_TAG, model_id)
+        client.set_terminated(run_id, "FINISHED")
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    tune.report({**result.metrics, "round": max_rounds})
+
+
+def _log_model(tracking_uri: str, run_id: str, model, features_frame: pd.DataFrame) -> str:
+    """Log the fitted classifier under the child run; returns the MLflow 3 model id."""
+    import mlflow
+    import mlflow.xgboost
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    example = features_frame.head(5)
+    signature = infer_signature(example, model.predict(example))
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=tracking.model_pip_requirements(),
+        )
+    return info.model_id
