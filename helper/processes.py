@@ -149,6 +149,14 @@ class ManagedProcess:
     def stop(self, grace: float = 10.0) -> bool:
         """Signal the whole process group; escalate to SIGKILL after `grace` seconds."""
         pid = self.pid()
+        if pid is None:
+            # (hardening) The leader may have crashed or been SIGKILLed while its children
+            # (e.g. MLflow's uvicorn) live on in its process group, holding the port: stop
+            # them too. A pgid cannot be reused while any member lives, so this is safe.
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                recorded = int(self.pid_file.read_text().strip())
+                if _group_alive(recorded):
+                    pid = recorded
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False

@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     serve_port: int = Field(8080, ge=1, le=65535)
     max_batch_rows: int = Field(100_000, ge=1)
     auth_token: SecretStr | None = Field(None, description="bearer token the endpoint requires")
+    # --- serving: hardening (inference_service/auth.py) ----------------------------
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="larger request bodies get 413 (before parsing)"
+    )
     # --- serving: local canary (inference_service/serving_stack.py) --------------
     predictor_ports: tuple[int, int] = Field(
         (8091, 8092), description="the two local predictor slots behind the gateway on serve_port"

@@ -28,6 +28,7 @@ import aiohttp
 import uvicorn
 
 from helper.settings import get_settings
+from inference_service.auth import RequestGuard
 from inference_service.state import ServingState, StateError, load_state, state_file
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--state_file", type=Path, default=state_file(settings))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    app = Gateway(Router(args.state_file), host="127.0.0.1")
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    app = RequestGuard(
+        Gateway(Router(args.state_file), host="127.0.0.1"),
+        token=token,
+        max_body_bytes=settings.max_body_bytes,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

@@ -59,11 +59,12 @@ async def run_load(
     warmup: int = 20,
     header: str | None = "x-model-version",
     content_type: str = "application/json",
+    extra_headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """POST `body` to `url` `requests` times from `concurrency` workers; time each request."""
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be at least 1")
-    headers = {"content-type": content_type}
+    headers = {"content-type": content_type, **(extra_headers or {})}
     result = LoadResult([], 0.0)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:

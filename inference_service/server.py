@@ -13,10 +13,13 @@ import logging
 from collections.abc import Sequence
 
 import kserve
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from helper.settings import Settings, get_settings
+from inference_service.auth import RequestGuard
 from inference_service.predictor import MlflowPredictor
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,18 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 
 async def _validation_error_handler(_request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=400, content={"error": describe_validation_error(exc)})
+
+
+# FastAPI's reply when the body is not decodable at all (invalid UTF-8, JSON nested past the
+# decoder's depth limit); it names nothing, so it is replaced by a message that does.
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
+async def _http_error_handler(request, exc: HTTPException):
+    if exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:
+        msg = "request body: not valid JSON (invalid UTF-8, or nested too deeply)"
+        return JSONResponse(status_code=400, content={"error": msg})
+    return await http_exception_handler(request, exc)
 
 
 class JsonContentType:
@@ -70,13 +85,23 @@ class LocalModelServer(kserve.ModelServer):
     """kserve's ModelServer with a configurable bind address (upstream hard-codes 0.0.0.0)
     and malformed bodies answered with 400 + a one-line message instead of FastAPI's 422."""
 
-    def __init__(self, *, host: str, **kwargs):
+    def __init__(
+        self,
+        *,
+        host: str,
+        auth_token: str | None = None,
+        max_body_bytes: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.host = host
         from kserve.model_server import app
 
         app.add_exception_handler(RequestValidationError, _validation_error_handler)
+        app.add_exception_handler(HTTPException, _http_error_handler)
         app.add_middleware(JsonContentType)
+        # Outermost: token and body size are checked before anything parses the body.
+        app.add_middleware(RequestGuard, token=auth_token, max_body_bytes=max_body_bytes)
 
     async def _serve(self):
         # start() builds the REST server, then runs _serve(); uvicorn reads the host at bind time.
@@ -150,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.host,
         args.http_port,
     )
-    LocalModelServer(host=args.host, **server_kwargs).start(models)
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    LocalModelServer(
+        host=args.host, auth_token=token, max_body_bytes=settings.max_body_bytes, **server_kwargs
+    ).start(models)
 
 
 if __name__ == "__main__":

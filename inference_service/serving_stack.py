@@ -68,7 +68,10 @@ class ServingStack:
             "MLP_MAX_BATCH_ROWS": str(s.max_batch_rows),
             "MLP_TRACKING_URI": s.tracking_uri,
             "MLP_DATASET_CONFIG": str(s.dataset_config),
+            "MLP_MAX_BODY_BYTES": str(s.max_body_bytes),
         }
+        if s.auth_token is not None:  # passed by environment only, never written to a file
+            env["MLP_AUTH_TOKEN"] = s.auth_token.get_secret_value()
         return env | s.s3_env()
 
     def predictor(self, name: str, rev: Revision) -> ManagedProcess:

@@ -12,6 +12,7 @@ CLI: `python -m ml_platform.tune [--smoke] [--num-samples N] [--max-concurrent N
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -116,10 +117,38 @@ def start_ray(cpus: int, address: str | None = None, attempts: int = RAY_START_A
             return time.perf_counter() - started
         except Exception as exc:  # Ray raises a bare Exception for a node start timeout
             ray.shutdown()
+            _reap_failed_ray_start()
             if attempt == attempts or "timed out during startup" not in str(exc):
                 raise
             print(f"ray start attempt {attempt} timed out; retrying", file=sys.stderr)
     raise AssertionError("unreachable")
+
+
+_RAY_NODE_PROCESSES = ("gcs_server", "raylet", "dashboard/agent.py", "runtime_env/agent")
+
+
+def _reap_failed_ray_start() -> None:
+    """Stop the Ray processes a failed `ray.init` left behind (it leaves its GCS running).
+
+    Only children of this process are touched: another user's Ray is never affected.
+    """
+    import psutil
+
+    leftovers = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if any(marker in cmdline for marker in _RAY_NODE_PROCESSES):
+            leftovers.append(child)
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=5)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:

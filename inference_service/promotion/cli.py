@@ -31,29 +31,32 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     promote = sub.choices["promote"]
     promote.add_argument("--best-run", type=Path, help="default: the committed .env.best_run")
     promote.add_argument("--model-version", help="promote this version instead (dispatch)")
+    promote.add_argument("--gates-only", action="store_true", help="stop after the gates")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    from helper.processes import ServiceError
     from helper.settings import get_settings
     from inference_service.promotion import flow
     from inference_service.promotion.lock import PromotionLocked
     from inference_service.promotion.registry import PromotionError
     from inference_service.promotion.targets import make_target
+    from inference_service.state import StateError
 
     settings = get_settings()
     try:
         target = make_target(args.target, settings)
         if args.cmd == "promote":
             ref = flow.candidate_from(args.best_run or settings.best_run_file, args.model_version)
-            report = flow.promote(settings, target, ref)
+            report = flow.promote(settings, target, ref, gates_only=args.gates_only)
         else:
             report = flow.rollback(settings, target)
     except PromotionLocked as exc:
         print(f"promotion refused: {exc}", file=sys.stderr)
         return EXIT_LOCKED
-    except PromotionError as exc:
+    except (PromotionError, ServiceError, StateError) as exc:
         print(f"{args.cmd}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.markdown())

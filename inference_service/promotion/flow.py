@@ -32,6 +32,13 @@ from inference_service.promotion.lock import PromotionLock
 from inference_service.promotion.registry import ModelRef, PromotionError
 from inference_service.promotion.report import PromotionReport, write_report
 from inference_service.promotion.targets import Target
+from inference_service.state import StateError
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The bearer token the endpoint requires, when one is configured (never logged)."""
+    token = settings.auth_token
+    return {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
 
 
 def report_dir(settings: Settings) -> Path:
@@ -45,7 +52,6 @@ def lock_for(settings: Settings, what: str) -> PromotionLock:
 def candidate_from(best_run_file: Path, version: str | None = None) -> ModelRef:
     """The model named by `.env.best_run` (or `version` of the same model, for dispatch)."""
     from inference_service.serving_stack import read_best_run
-    from inference_service.state import StateError
 
     try:
         best = read_best_run(best_run_file)
@@ -58,13 +64,16 @@ def candidate_from(best_run_file: Path, version: str | None = None) -> ModelRef:
     )
 
 
-def promote(settings: Settings, target: Target, ref: ModelRef) -> PromotionReport:
-    """Run the whole promotion under the lock; always returns (and writes) a report."""
+def promote(
+    settings: Settings, target: Target, ref: ModelRef, gates_only: bool = False
+) -> PromotionReport:
+    """Run the whole promotion under the lock; always returns (and writes) a report.
+    `gates_only` stops after the gates (CI's first job, before the approval)."""
     with lock_for(settings, f"{ref.name} v{ref.version} -> {target.name}"):
         start = time.monotonic()
         report = PromotionReport(ref.name, ref.version, target.name)
         try:
-            _promote(settings, target, ref, report)
+            _promote(settings, target, ref, report, gates_only)
         finally:
             report.seconds = time.monotonic() - start
             if report.outcome != "pending":
@@ -72,7 +81,9 @@ def promote(settings: Settings, target: Target, ref: ModelRef) -> PromotionRepor
         return report
 
 
-def _promote(settings: Settings, target: Target, ref: ModelRef, report: PromotionReport) -> None:
+def _promote(
+    settings: Settings, target: Target, ref: ModelRef, report: PromotionReport, gates_only: bool
+) -> None:
     client = registry.client(settings)
     current = target.deployed()
     champ = registry.champion(client, ref.name, settings)
@@ -107,6 +118,10 @@ def _promote(settings: Settings, target: Target, ref: ModelRef, report: Promotio
             "stopped at the gates, nothing deployed: " + "; ".join(g.detail for g in failed),
         )
         return
+    if gates_only:
+        target.discard_warm()
+        _finish(report, "gates_passed", "all gates passed; nothing deployed (gates only)")
+        return
 
     # first model ever: straight to champion ---------------------------------------------
     if current is None:
@@ -122,7 +137,7 @@ def _promote(settings: Settings, target: Target, ref: ModelRef, report: Promotio
     report.canary_percent = percent
     try:
         target.deploy_canary(ref, percent, settings.promote_ready_timeout_s)
-    except (ServiceError, PromotionError) as exc:
+    except (ServiceError, PromotionError, StateError) as exc:
         _safe_rollback(target, report)
         _finish(report, "rolled_back", f"canary did not become ready: {exc}")
         return
@@ -133,6 +148,7 @@ def _promote(settings: Settings, target: Target, ref: ModelRef, report: Promotio
     urls = target.endpoints()
     bodies = window_bodies(features, x, settings.promote_window_requests)
     with requests.Session() as session:
+        session.headers.update(auth_headers(settings))
         window = run_window(
             http_sender(session, target.served_name),
             urls.endpoint,

@@ -19,6 +19,7 @@ OUTCOMES = {
     "promoted": 0,
     "first_deploy": 0,
     "noop": 0,
+    "gates_passed": 0,
     "rolled_back": 3,
     "gates_failed": 2,
 }

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from helper.processes import ServiceError, free_port, http_ok
+from helper.processes import ServiceError, http_ok
 from helper.settings import Settings
 from inference_service.promotion.registry import ModelRef, PromotionError
 
@@ -47,14 +47,17 @@ class Target(Protocol):
     def endpoints(self) -> Endpoints: ...
     def promote(self, ref: ModelRef) -> None: ...
     def rollback(self) -> None: ...
+    def discard_warm(self) -> None: ...
 
 
-def _timed_post(url: str, body: dict, timeout: float) -> tuple[bool, float, str]:
+def _timed_post(
+    url: str, body: dict, timeout: float, headers: dict | None = None
+) -> tuple[bool, float, str]:
     import requests
 
     start = time.perf_counter()
     try:
-        resp = requests.post(url, json=body, timeout=timeout)
+        resp = requests.post(url, json=body, timeout=timeout, headers=headers)
     except requests.RequestException as exc:
         return False, (time.perf_counter() - start) * 1000, str(exc)
     ms = (time.perf_counter() - start) * 1000
@@ -75,6 +78,7 @@ class LocalTarget:
         self.settings = settings
         self.stack = ServingStack(settings)
         self.served_name = settings.registered_model_name
+        self._warm = None  # the revision the smoke gate left running in the free slot
 
     def deployed(self) -> Deployed | None:
         st = self.stack.state()
@@ -84,32 +88,62 @@ class LocalTarget:
         canary = st.canary.version if st.canary else None
         return Deployed(st.champion.version, canary, st.canary_percent if canary else 0)
 
+    def _slot(self) -> int:
+        """The predictor port a new model goes to: the one the champion does not use."""
+        from inference_service.state import free_slot
+
+        st = self.stack.state()
+        return (
+            self.settings.predictor_ports[1]
+            if st is None
+            else free_slot(st, self.settings.predictor_ports)
+        )
+
     def smoke(self, ref: ModelRef, body: dict) -> tuple[bool, float | None, str]:
-        """Start the model in a throw-away predictor on a free port, time one answer, stop it:
-        a model that cannot load or answer never touches the serving state."""
+        """Start the model in the free predictor slot and time one answer. The state does not
+        name it, so it gets no traffic: nothing is deployed yet. A pass leaves it warm for the
+        canary step (one model load per promotion, not two); a failure stops it."""
         from inference_service.state import Revision
 
-        rev = Revision(version=ref.version, storage_uri=ref.storage_uri, port=free_port())
+        rev = Revision(
+            version=ref.version, storage_uri=ref.storage_uri, port=self._slot(), run_id=ref.run_id
+        )
         proc = self.stack.predictor(self.served_name, rev)
+        proc.stop()  # whatever an earlier, rolled-back canary left in the slot
         try:
             proc.start(timeout=self.settings.promote_ready_timeout_s)
             url = f"http://127.0.0.1:{rev.port}/v2/models/{self.served_name}/infer"
-            ok, ms, detail = _timed_post(url, body, self.settings.promote_ready_timeout_s)
-            return ok, ms, detail
+            token = self.settings.auth_token
+            headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else None
+            ok, ms, detail = _timed_post(url, body, self.settings.promote_ready_timeout_s, headers)
         except ServiceError as exc:
-            return False, None, str(exc)
-        finally:
+            ok, ms, detail = False, None, str(exc)
+        if ok:
+            self._warm = rev
+        else:
             proc.stop()
+        return ok, ms, detail
+
+    def discard_warm(self) -> None:
+        """Stop the predictor the smoke gate left running (it never got traffic)."""
+        if self._warm is not None:
+            self.stack.predictor(self.served_name, self._warm).stop()
+            self._warm = None
+
+    def _revision(self, ref: ModelRef, port: int):
+        from inference_service.state import Revision
+
+        warm = getattr(self, "_warm", None)
+        if warm is not None and warm.version == ref.version and warm.port == port:
+            return warm, True
+        return Revision(
+            version=ref.version, storage_uri=ref.storage_uri, port=port, run_id=ref.run_id
+        ), False
 
     def deploy_first(self, ref: ModelRef) -> None:
-        from inference_service.state import Revision, ServingState, save_state
+        from inference_service.state import ServingState, save_state
 
-        rev = Revision(
-            version=ref.version,
-            storage_uri=ref.storage_uri,
-            port=self.settings.predictor_ports[0],
-            run_id=ref.run_id,
-        )
+        rev, _ = self._revision(ref, self._slot())
         self.served_name = ref.name
         save_state(self.stack.state_path, ServingState(model_name=ref.name, champion=rev))
         self.stack.up()
@@ -117,27 +151,21 @@ class LocalTarget:
     def deploy_canary(self, ref: ModelRef, percent: int, timeout_s: float) -> None:
         """Start the canary (bounded), route `percent` to it, wait until the gateway sees it.
 
-        Same steps as `ServingStack.canary`, but with the promotion's readiness timeout; the
-        state names the canary only after its predictor answered /ready."""
-        from inference_service.state import Revision, free_slot, save_state, with_canary
+        Same steps as `ServingStack.canary`, but with the promotion's readiness timeout and
+        the predictor the smoke gate warmed; the state names the canary only once it is up."""
+        from inference_service.state import save_state, with_canary
 
         deadline = time.monotonic() + timeout_s
         self.stack.up()  # champion + gateway running (no-op when they are)
         st = self.stack.state()
-        port = free_slot(st, self.settings.predictor_ports)
-        same = st.canary is not None and st.canary.version == ref.version
-        rev = (
-            st.canary
-            if same
-            else Revision(
-                version=ref.version, storage_uri=ref.storage_uri, port=port, run_id=ref.run_id
-            )
-        )
+        rev, warm = self._revision(ref, self._slot())
+        if st.canary is not None and st.canary.version == ref.version:
+            rev, warm = st.canary, warm or False
         new = with_canary(st, rev, percent)  # validates before any process is touched
         proc = self.stack.predictor(st.model_name, rev)
-        if not same:
+        if not warm:
             proc.stop()  # whatever an earlier, rolled-back canary left in the slot
-        proc.start(timeout=max(1.0, deadline - time.monotonic()))
+        proc.start(timeout=max(1.0, deadline - time.monotonic()))  # no-op when warm + healthy
         save_state(self.stack.state_path, new)
         gw = f"http://127.0.0.1:{self.settings.serve_port}/gateway/state"
         while time.monotonic() < deadline:
@@ -172,6 +200,7 @@ class LocalTarget:
         """0 % to the canary first (the gateway re-reads state), then stop its process."""
         st = self.stack.state()
         if st is None or st.canary is None:
+            self.discard_warm()  # a canary that never made it into the state
             raise PromotionError("no canary to roll back")
         self.stack.rollback()
         time.sleep(0.5)  # > the gateway's state re-read interval: no request is in flight to it
@@ -339,7 +368,19 @@ class KServeTarget:
             return False, None, str(exc)
 
     def deploy_first(self, ref: ModelRef) -> None:
-        self._patch(first_deploy_patch(ref))
+        """Point the existing InferenceService at the first champion; creating it is the
+        manifests' job (`inference_service/k8s`), not the promotion's."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._patch(first_deploy_patch(ref))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            raise PromotionError(
+                f"InferenceService {self.namespace}/{self.isvc} does not exist: apply "
+                "inference_service/k8s/overlays/prod first"
+            ) from None
         self._wait(lambda isvc: ready_at(isvc, 100), self.settings.promote_ready_timeout_s)
 
     def deploy_canary(self, ref: ModelRef, percent: int, timeout_s: float) -> None:
@@ -358,6 +399,9 @@ class KServeTarget:
 
     def endpoints(self) -> Endpoints:
         return tag_urls(self._get())
+
+    def discard_warm(self) -> None:
+        """The smoke load ran on the runner: nothing to stop."""
 
     def promote(self, ref: ModelRef) -> None:
         self._patch(promote_patch(ref))

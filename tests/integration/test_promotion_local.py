@@ -213,6 +213,7 @@ def infer_body(world: World) -> dict:
 def test_first_model_is_deployed_straight_as_champion(world):
     rep = world.first_report
     assert rep.outcome == "first_deploy", rep.reason
+    print(f"\nfirst deploy {rep.seconds:.1f} s; gates {[g.detail for g in rep.gates]}")
     assert any("no champion" in n for n in rep.notes)
     assert alias_version(world.settings) == world.champion.version
     st = load_state(state_file(world.settings))
@@ -227,6 +228,7 @@ def test_model_below_minimum_is_stopped_at_the_gates(world):
     before = state_file(world.settings).read_text()
     rep = flow.promote(world.settings, LocalTarget(world.settings), weak)
     assert rep.outcome == "gates_failed" and rep.exit_code == 2
+    print(f"\nweak model stopped in {rep.seconds:.1f} s: {rep.reason}")
     metric = next(g for g in rep.gates if g.name == "metric")
     assert not metric.passed and metric.numbers["candidate"] < world.settings.min_metric
     assert state_file(world.settings).read_text() == before  # nothing deployed
@@ -269,6 +271,10 @@ def test_disagreeing_canary_is_rolled_back_without_losing_a_request(world):
         stop.set()
         user.join()
     assert rep.outcome == "rolled_back" and rep.exit_code == 3, rep.reason
+    print(
+        f"\nrollback {rep.seconds:.1f} s; {rep.reason}; window {json.dumps(rep.window)}; "
+        f"background user: {len(answers)} requests, codes {sorted({c for c, _ in answers})}"
+    )
     agreement = next(c for c in rep.analysis if c.name == "agreement")
     assert not agreement.passed and agreement.numbers["agreement"] < 0.9
     window = rep.window["endpoint"]
@@ -318,6 +324,7 @@ def test_good_model_promoted_end_to_end_once_even_when_started_twice(world):
     if 4 in codes:
         assert "another promotion is in progress" in next(e for rc, _, e in results if rc == 4)
     rep = promoted[0]
+    print(f"\nconcurrent CLI exit codes {codes}")
     print(
         f"\npromotion wall time {rep['seconds']:.1f} s (both CLIs {wall:.1f} s); "
         f"window {json.dumps(rep['window'])}"
