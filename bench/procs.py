@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -156,11 +157,14 @@ def run_measured(
     )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # go-task colours its lines even into a pipe
+
+
 def _copy_output(proc, out, started: float, prefix: str | None, marks: list) -> None:
     for raw in iter(proc.stdout.readline, b""):
         out.write(raw)
         if prefix:
-            line = raw.decode(errors="replace").rstrip()
+            line = _ANSI.sub("", raw.decode(errors="replace")).rstrip()
             if line.startswith(prefix):
                 marks.append((round(time.perf_counter() - started, 2), line))
     out.flush()

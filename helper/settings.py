@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         str(REPO_ROOT / "data" / "iris.data"), description="raw CSV: a path or s3a:// URI"
     )
     lake_uri: str = Field(
-        str(REPO_ROOT / ".local" / "lake"), description="lake root: a path or s3a:// URI"
+        "", description="lake root: a path or s3a:// URI; default <state_dir>/lake"
     )
     s3_bucket: str = Field("ml-platform", description="bucket for raw data, lake and artifacts")
     s3_endpoint_url: str | None = Field(
@@ -166,6 +166,18 @@ class Settings(BaseSettings):
     # starting a private local Ray; KubeRay exports RAY_ADDRESS to the job's entrypoint
     ray_address: str | None = Field(
         None, validation_alias=AliasChoices("MLP_RAY_ADDRESS", "RAY_ADDRESS")
+    )
+
+    # --- tracking: client fault handling (ml_platform/tracking.py) -------------------
+    # MLflow's own defaults (7 retries, backoff factor 2, 120 s timeout) make a dead server
+    # look like a hang for minutes; tune/register export these before any MLflow call.
+    tracking_max_retries: int = Field(2, ge=0, le=10, description="HTTP retries per MLflow call")
+    # integers: MLflow parses MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR and _TIMEOUT with int()
+    tracking_backoff_factor: int = Field(
+        1, ge=0, le=10, description="MLflow retry backoff factor (seconds, exponential)"
+    )
+    tracking_timeout_s: int = Field(
+        10, ge=1, le=600, description="timeout of one MLflow HTTP request, seconds"
     )
 
     # --- serving -----------------------------------------------------------------
@@ -233,6 +245,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         """Local defaults follow the ports and bucket unless set explicitly."""
+        if not self.lake_uri:
+            self.lake_uri = str(self.state_dir / "lake")
         if "s3_endpoint_url" not in self.model_fields_set:
             self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
         if not self.tracking_uri:

@@ -20,6 +20,28 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def _serving_lines(settings: Settings) -> list[str]:
+    """Who serves, and what the last promotion decided (if one ran)."""
+    import json
+
+    from inference_service.promotion.flow import report_dir
+    from inference_service.serving_stack import ServingStack
+
+    lines = []
+    st = ServingStack(settings).status().get("state")
+    if st:
+        canary = st.get("canary")
+        split = f", canary v{canary['version']} at {st['canary_percent']} %" if canary else ""
+        lines.append(f"served    champion v{st['champion']['version']}{split}")
+    last = report_dir(settings) / "last.json"
+    if last.is_file():
+        report = json.loads(last.read_text(encoding="utf-8"))
+        lines.append(
+            f"promotion v{report.get('version')}: {report.get('outcome')} ({report.get('reason')})"
+        )
+    return lines
+
+
 def summary_lines(settings: Settings) -> list[str]:
     lines = ["", "== pipeline summary =="]
     try:
@@ -41,6 +63,7 @@ def summary_lines(settings: Settings) -> list[str]:
         lines.append(f"artifact  {best.get('STORAGE_URI')}")
     else:
         lines.append("model     (none registered yet)")
+    lines.extend(_serving_lines(settings))
     up = {r["service"]: r["healthy"] for r in LocalStack(settings).status()}
     lines.append(
         f"stack     s3={'up' if up.get('s3') else 'down'} mlflow="

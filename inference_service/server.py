@@ -110,18 +110,29 @@ class LocalModelServer(kserve.ModelServer):
         await super()._serve()
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, so a typo fails with one usage line, not a bind traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..65535")
+    return value
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Serve one MLflow model with the KServe Python SDK")
     p.add_argument("--model_name", required=True, help="name in /v2/models/<name>")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model_dir", help="local directory holding MLmodel (KServe: /mnt/models)")
     src.add_argument("--storage_uri", help="s3://, models:/, runs:/ or a local path")
-    p.add_argument("--http_port", type=int, default=settings.serve_port)
+    p.add_argument("--http_port", type=_port, default=settings.serve_port)
     p.add_argument("--host", default=settings.serve_host, help="bind address")
     p.add_argument("--engine", choices=["auto", "native", "pyfunc"], default="auto")
     p.add_argument("--model_version", default=None, help="reported as x-model-version")
     p.add_argument("--enable_grpc", action="store_true", help="also serve gRPC v2")
-    p.add_argument("--grpc_port", type=int, default=None)
+    p.add_argument("--grpc_port", type=_port, default=None)
     p.add_argument(
         "--pyfunc_twin",
         action="store_true",

@@ -175,17 +175,26 @@ class Registration:
 
 
 def latest_session(client, experiment_id: str):
-    """Newest finished parent run tagged `session=tune`."""
+    """The newest parent run tagged `session=tune`, which must have FINISHED.
+
+    Decision: a newer FAILED/KILLED/RUNNING session is never skipped in favour of an older
+    complete one. Its trials ran on the newest data/code, so silently registering an older
+    session's winner would mislead; the caller is told to rerun tuning instead.
+    """
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.{tracking.SESSION_TAG} = '{tracking.SESSION_VALUE}' "
-        "and attributes.status = 'FINISHED'",
+        filter_string=f"tags.{tracking.SESSION_TAG} = '{tracking.SESSION_VALUE}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     if not runs:
         raise RegistryRefusal(
             f"no finished tuning session in experiment {experiment_id}; run `task ml:tune` first"
+        )
+    if runs[0].info.status != "FINISHED":
+        raise RegistryRefusal(
+            f"latest tuning session {runs[0].info.run_id} is {runs[0].info.status}, not "
+            "FINISHED; a partial session is never registered; rerun `task ml:tune`"
         )
     return runs[0]
 
@@ -231,14 +240,18 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
         name,
         tags={"metric": settings.metric.value, "session": parent.info.run_id},
     )
-    storage = resolve_storage_uri(
-        client.get_model_version_download_uri(name, version.version),
-        settings.artifacts_destination,
-    )
-    test_metrics = _document_run(client, settings, best, parent.data.tags.get("lake_version"))
-    for key, value in test_metrics.items():
-        client.set_model_version_tag(name, version.version, key, f"{value:.6f}")
-    client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+    try:
+        storage = resolve_storage_uri(
+            client.get_model_version_download_uri(name, version.version),
+            settings.artifacts_destination,
+        )
+        test_metrics = _document_run(client, settings, best, parent.data.tags.get("lake_version"))
+        for key, value in test_metrics.items():
+            client.set_model_version_tag(name, version.version, key, f"{value:.6f}")
+        client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
+    except Exception:
+        _withdraw_version(client, name, version.version)
+        raise
     env = {
         "MODEL_NAME": name,
         "MODEL_VERSION": str(version.version),
@@ -251,6 +264,19 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
     }
     path = write_env_file(output or settings.best_run_file, env)
     return Registration(env=env, test_metrics=test_metrics, env_file=path)
+
+
+def _withdraw_version(client, name: str, version: str) -> None:
+    """Best effort: a version that never got its alias would look registered but is not the
+    challenger; delete it so a rerun starts from a clean registry (if MLflow still answers)."""
+    try:
+        client.delete_model_version(name, version)
+    except Exception as exc:  # noqa: BLE001 - the original failure is what matters
+        print(
+            f"warning: version {version} of {name} is left without alias "
+            f"({exc.__class__.__name__}); delete it by hand",
+            file=sys.stderr,
+        )
 
 
 def _document_run(
@@ -288,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check that MLflow answers")
     args = parser.parse_args(argv)
     settings = load_settings()
+    tracking.apply_http_env(tracking.http_env(settings))
     from ml_platform.tune import preflight
 
     problems = preflight(settings, need_lake=True)
@@ -299,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryRefusal as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except Exception as exc:  # noqa: BLE001 - e.g. MLflow went away: one line, no traceback
+        print(f"error: registration failed: {tracking.one_line(exc)}", file=sys.stderr)
+        return 1
     for key, value in result.env.items():
         print(f"{key}={value}")
     for key, value in result.test_metrics.items():

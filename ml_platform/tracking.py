@@ -7,6 +7,7 @@ Ray workers and the registry need no S3 credentials: the server proxies artifact
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import time
 from collections.abc import Mapping
 
@@ -39,6 +40,33 @@ def _installed_version(package: str) -> str:
 def model_pip_requirements() -> list[str]:
     """Explicit `name==version` pins for the logged model's environment."""
     return [f"{pkg}=={_installed_version(pkg)}" for pkg in _MODEL_PACKAGES]
+
+
+def http_env(settings) -> dict[str, str]:
+    """MLflow client retry/timeout variables from the settings.
+
+    MLflow's defaults (7 retries with backoff factor 2, 120 s per request) turn a dead tracking
+    server into minutes of silent waiting per call; these keep a failure within seconds.
+    """
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(settings.tracking_max_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(settings.tracking_backoff_factor),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(settings.tracking_timeout_s),
+    }
+
+
+def apply_http_env(env: Mapping[str, str]) -> None:
+    """Export `http_env` in this process; MLflow reads the variables on every request, and
+    Ray started afterwards hands them to its workers (trials also apply them explicitly,
+    because on a cluster the workers do not inherit the driver's environment)."""
+    os.environ.update(env)
+
+
+def one_line(exc: BaseException) -> str:
+    """The last line of an exception's text (MLflow/Ray put the useful part at the end)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return f"{exc.__class__.__name__}: {text[:400]}"
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:

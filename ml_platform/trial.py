@@ -39,6 +39,7 @@ def run_trial(
     tracking_uri: str,
     experiment_id: str,
     parent_run_id: str,
+    http_env: dict[str, str] | None = None,
 ) -> None:
     """One trial inside a Ray worker: child run, per-round reports, model logged at the end.
 
@@ -48,6 +49,7 @@ def run_trial(
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    tracking.apply_http_env(http_env or {})
     context = tune.get_context()
     client = MlflowClient(tracking_uri)
     run = client.create_run(

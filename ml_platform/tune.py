@@ -49,6 +49,11 @@ RAY_OBJECT_STORE_BYTES = 150 * 1024 * 1024  # iris-sized data; keeps /dev/shm us
 RAY_START_ATTEMPTS = 3
 
 
+class TuningFailed(RuntimeError):
+    """The session could not complete (trials errored, or MLflow went away); the parent run
+    is marked FAILED when the server can still be reached."""
+
+
 @dataclass(frozen=True)
 class TuneBudget:
     """How much search a session may spend."""
@@ -190,6 +195,7 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
         tune_s = time.perf_counter() - tune_started
         trials = trials_frame(grid)
         trials = close_stopped_trials(client, experiment_id, parent_id, trials)
+        _raise_on_trial_errors(grid)
         best = pick_best_trial(trials, settings.metric.value, settings.metric.mode)
         if best:
             tracking.log_metrics(
@@ -202,10 +208,12 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
 
         ray.shutdown()
         wall_s = time.perf_counter() - wall_started
-        tracking.log_metrics(
-            client, parent_id, {"ray_start_s": ray_start_s, "tune_s": tune_s, "wall_s": wall_s}
+        _close_parent(
+            client,
+            parent_id,
+            status,
+            {"ray_start_s": ray_start_s, "tune_s": tune_s, "wall_s": wall_s},
         )
-        client.set_terminated(parent_id, status)
     return TuneSummary(
         parent_run_id=parent_id,
         experiment_id=experiment_id,
@@ -217,6 +225,34 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
         tune_s=tune_s,
         wall_s=wall_s,
     )
+
+
+def _raise_on_trial_errors(grid) -> None:
+    """A session with errored trials is partial: it must end FAILED so it is never registered.
+
+    The trials that did finish keep their FINISHED child runs (and models) for inspection.
+    """
+    errors = [r.error for r in grid if r.error]
+    if errors:
+        first = str(errors[0]).strip().splitlines()
+        reason = first[-1] if first else errors[0].__class__.__name__
+        raise TuningFailed(f"{len(errors)} of {len(grid)} trials failed; first: {reason[:300]}")
+
+
+def _close_parent(client, parent_id: str, status: str, metrics: dict[str, float]) -> None:
+    """Record timings and the final status; if MLflow is unreachable now, say so and leave the
+    original error (if any) to propagate: the run stays RUNNING and `register` skips it."""
+    try:
+        tracking.log_metrics(client, parent_id, metrics)
+        client.set_terminated(parent_id, status)
+    except Exception as exc:  # noqa: BLE001 - a dead server must not mask the real error
+        print(
+            f"warning: could not mark parent run {parent_id} {status} "
+            f"({exc.__class__.__name__}); MLflow unreachable?",
+            file=sys.stderr,
+        )
+        if status == "FINISHED":
+            raise
 
 
 def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
@@ -250,6 +286,7 @@ def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
             tracking_uri=settings.tracking_uri,
             experiment_id=experiment_id,
             parent_run_id=parent_id,
+            http_env=tracking.http_env(settings),
         ),
         {"cpu": 1},
     )
@@ -269,6 +306,9 @@ def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
             name=f"tune-{parent_id[:8]}",
             storage_path=str((settings.state_dir / "ray_results").resolve()),
             verbose=1,
+            # one errored trial already makes the session partial (never registered), so
+            # stop at once instead of failing every remaining trial against a dead MLflow
+            failure_config=tune.FailureConfig(fail_fast=True),
         ),
     )
     return tuner.fit()
@@ -310,6 +350,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     settings = load_settings()
+    # before any MLflow call, and before Ray starts so its local workers inherit it too
+    tracking.apply_http_env(tracking.http_env(settings))
     try:
         budget = budget_from_settings(
             settings,
@@ -329,7 +371,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr if problems else sys.stdout,
         )
         return 1 if problems else 0
-    summary = run_tuning(settings, budget)
+    try:
+        summary = run_tuning(settings, budget)
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a long traceback
+        print(f"error: tuning session failed: {tracking.one_line(exc)}", file=sys.stderr)
+        return 1
     print(summary.as_text())
     return 0 if summary.best else 1
 

@@ -338,9 +338,9 @@ UUID = "3f0c8f43-1b1e-4f55-9d0b-5c3d1c2f7a10"
     [
         (["infra:plan"], {}, "IONOS_TOKEN is not set"),
         (["infra:plan"], {"IONOS_TOKEN": "x"}, "IONOS_S3_ACCESS_KEY / IONOS_S3_SECRET_KEY"),
-        (["infra:plan", "ENV=aws-dev"], {}, "No AWS credentials"),
-        (["infra:plan", "ENV=aws-dev"], {"AWS_PROFILE": "p"}, "aws-dev/backend.hcl is missing"),
-        (["infra:apply", "ENV=bogus"], {}, "no root at terraform/envs/bogus"),
+        (["infra:plan", "STACK=aws-dev"], {}, "No AWS credentials"),
+        (["infra:plan", "STACK=aws-dev"], {"AWS_PROFILE": "p"}, "aws-dev/backend.hcl is missing"),
+        (["infra:apply", "STACK=bogus"], {}, "no root at terraform/envs/bogus"),
         (["infra:kubeconfig", f"CLUSTER_ID={UUID}"], {}, "IONOS_TOKEN is not set"),
     ],
 )
@@ -349,7 +349,7 @@ def test_tasks_fail_fast_with_a_clear_message(args, extra_env, message):
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("IONOS_", "AWS_", "MLP_IONOS_")) and k != "ENV"
+        if not k.startswith(("IONOS_", "AWS_", "MLP_IONOS_")) and k not in {"ENV", "STACK"}
     }
     proc = subprocess.run(
         [str(task), *args],

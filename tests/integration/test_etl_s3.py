@@ -34,7 +34,7 @@ def s3_settings(tmp_path_factory) -> Iterator[Settings]:
         s3_endpoint_url=f"http://127.0.0.1:{port}",
         s3_bucket="etl-upload-test",
         aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_secret_access_key="test",  # pragma: allowlist secret
         raw_uri=str(tmp_path_factory.mktemp("raw") / "iris.data"),
     )
     try:

@@ -145,7 +145,7 @@ def test_etl_killed_mid_write_keeps_the_previous_manifest_current(tmp_path):
     assert first.returncode == 0, out[-3000:]
     previous = lake.latest_manifest(lake_uri, "iris")
 
-    raw = _big_raw(tmp_path / "big.data", rows=100_000, copies=20)  # 2,000,000 lines
+    raw = _big_raw(tmp_path / "big.data", rows=100_000, copies=2)  # 200,000 lines
     job = _etl({**env, "MLP_RAW_URI": str(raw)})
     root = Path(lake_uri, "iris")
     started = time.monotonic()

@@ -140,7 +140,7 @@ def test_prediction_script_sends_MLP_AUTH_TOKEN(secured):
     base.pop("MLP_AUTH_TOKEN", None)
     script = [str(REPO_ROOT / "inference_service" / "prediction")]
     run = {"capture_output": True, "text": True, "timeout": 60, "check": False}
-    without = subprocess.run(script, env=base, **run)  # noqa: PLW1510
+    without = subprocess.run(script, env=base, **run)
     assert without.returncode == 1 and "HTTP 401" in without.stderr
     assert "missing bearer token" in without.stderr
     with_token = subprocess.run(script, env={**base, "MLP_AUTH_TOKEN": secured.token}, **run)

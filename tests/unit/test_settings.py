@@ -23,8 +23,9 @@ def _clean_env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
 
 
-def test_local_defaults_follow_ports_and_bucket():
-    s = load_settings(s3_port=9123, mlflow_port=5123, s3_bucket="other")
+def test_local_defaults_follow_ports_bucket_and_state_dir(tmp_path):
+    s = load_settings(s3_port=9123, mlflow_port=5123, s3_bucket="other", state_dir=tmp_path)
+    assert s.lake_uri == str(tmp_path / "lake")
     assert s.s3_endpoint_url == "http://127.0.0.1:9123"
     assert s.tracking_uri == "http://127.0.0.1:5123"
     assert s.artifacts_destination == "s3://other/mlflow"
