@@ -149,7 +149,9 @@ class Settings(BaseSettings):
     experiment_name: str = "iris-xgboost"
     registered_model_name: str = Field("iris-classifier", pattern=r"^[a-z0-9][a-z0-9-]*$")
     metric: Metric = Metric.accuracy
-    min_metric: float = Field(0.9, description="a best run below this is not registered")
+    # Iris's held-out split is 30 rows, so one row moves accuracy by 3.3 points; tree models
+    # reach 0.87-0.93 on it depending on the split. The gate is "not broken", not a leaderboard.
+    min_metric: float = Field(0.85, description="a best run below this is not registered")
 
     # --- ETL ---------------------------------------------------------------------
     seed: int = 42

@@ -136,9 +136,14 @@ class ServingStack:
         return st
 
     # --- commands --------------------------------------------------------------------
-    def up(self) -> ServingState:
-        """Serve the saved state, or the best run as champion at 100 % when there is none."""
+    def up(self, resume_only: bool = False) -> ServingState:
+        """Serve the saved state, or the best run as champion at 100 % when there is none.
+
+        `resume_only` serves only what was deployed before (the pipeline uses it after the
+        promotion, so a model the gates stopped is not served behind their back)."""
         st = self.state()
+        if st is None and resume_only:
+            raise StateError("nothing has been deployed yet (the promotion deployed no model)")
         if st is None:
             champion = self._revision_from_best_run(self.settings.predictor_ports[0])
             st = ServingState(model_name=self.settings.registered_model_name, champion=champion)
@@ -202,8 +207,10 @@ class ServingStack:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Local serving: predictors + canary gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for cmd in ("up", "down", "status", "promote", "rollback"):
+    for cmd in ("down", "status", "promote", "rollback"):
         sub.add_parser(cmd)
+    up = sub.add_parser("up")
+    up.add_argument("--resume", action="store_true", help="only restart what was deployed")
     c = sub.add_parser("canary")
     c.add_argument("percent", type=int)
     args = p.parse_args(argv)
@@ -214,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "down":
             stack.down()
             result = stack.status()
+        elif args.cmd == "up":
+            result = stack.up(resume_only=args.resume)
         else:
             result = getattr(stack, args.cmd)()
     except (StateError, ServiceError) as exc:

@@ -361,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             time_budget_s=args.time_budget_s,
             max_rounds=args.max_rounds,
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ValueError as exc:  # a CLI flag overriding a tune_* setting
+        print(f"invalid setting {exc}", file=sys.stderr)
         return 2
     problems = preflight(settings)
     if problems or args.check:
