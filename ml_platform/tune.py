@@ -101,6 +101,10 @@ def start_ray(cpus: int, address: str | None = None, attempts: int = RAY_START_A
     ports, which happens on a busy 2-core machine while the agents import cold. The next
     attempt imports from a warm page cache, so a retry turns a flaky start into a slow one.
     """
+    # Under `uv run` (the Taskfiles), Ray 2.60 otherwise packages the whole working directory,
+    # .venv included (~2 GB), into /tmp/ray for every session; workers share this interpreter
+    # anyway. Read when ray is first imported, hence before the import.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

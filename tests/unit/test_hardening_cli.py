@@ -5,6 +5,9 @@ before anything is contacted). The processes run in a temp directory so a develo
 in the repo root cannot change the outcome. Import cost dominates: data_platform.etl_job
 ~1.5 s; ml_platform.register ~6 s and ml_platform.tune ~8 s (MLflow, pandas, pyarrow);
 inference_service.server ~7 s (kserve parses argv at import time).
+
+The second half checks, in-process, the decisions behind tune/register's fault handling
+(MLflow retry variables, which session may be registered, how a failed session ends).
 """
 
 from __future__ import annotations
@@ -129,3 +132,89 @@ def test_bad_configuration_fails_with_one_clear_line(case, tmp_path):
     else:
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith(expected), lines[0]
+
+
+# --- the decisions behind tune/register's fault handling (pure, in-process) ------------
+
+
+def test_tracking_settings_become_mlflow_http_variables_mlflow_can_parse(monkeypatch):
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    from helper.settings import load_settings
+    from ml_platform import tracking
+
+    settings = load_settings(
+        tracking_max_retries=3, tracking_backoff_factor=0, tracking_timeout_s=7
+    )
+    for key, value in tracking.http_env(settings).items():
+        monkeypatch.setenv(key, value)
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 3
+    assert MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 0
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+
+
+class _Run:
+    def __init__(self, run_id: str, status: str):
+        self.info = type("Info", (), {"run_id": run_id, "status": status})()
+
+
+class _Sessions:
+    """Stands in for the MLflow client: returns sessions newest first, like the server."""
+
+    def __init__(self, *runs: _Run):
+        self.runs = list(runs)
+
+    def search_runs(self, experiment_ids, filter_string, order_by, max_results):
+        return self.runs[:max_results]
+
+
+@pytest.mark.parametrize("status", ["FAILED", "KILLED", "RUNNING"])
+def test_register_refuses_when_the_newest_session_is_not_finished(status):
+    from ml_platform.register import RegistryRefusal, latest_session
+
+    client = _Sessions(_Run("new", status), _Run("old", "FINISHED"))
+    with pytest.raises(RegistryRefusal, match=f"session new is {status}, not FINISHED"):
+        latest_session(client, "1")
+
+
+def test_register_uses_the_newest_session_when_it_finished():
+    from ml_platform.register import latest_session
+
+    client = _Sessions(_Run("new", "FINISHED"), _Run("old", "FAILED"))
+    assert latest_session(client, "1").info.run_id == "new"
+
+
+def test_a_session_with_an_errored_trial_fails_naming_the_count():
+    from types import SimpleNamespace
+
+    from ml_platform.tune import TuningFailed, _raise_on_trial_errors
+
+    grid = [
+        SimpleNamespace(error=None),
+        SimpleNamespace(error=RuntimeError("trace...\nMlflowException: connection refused")),
+        SimpleNamespace(error=None),
+    ]
+    with pytest.raises(TuningFailed, match="^1 of 3 trials failed; first: MlflowException: conn"):
+        _raise_on_trial_errors(grid)
+    _raise_on_trial_errors(grid[:1])  # no error: no exception
+
+
+class _DeadClient:
+    def log_batch(self, *args, **kwargs):
+        raise ConnectionError("refused")
+
+    def set_terminated(self, *args, **kwargs):
+        raise ConnectionError("refused")
+
+
+def test_closing_a_failed_session_on_a_dead_server_warns_and_keeps_the_real_error(capsys):
+    from ml_platform.tune import _close_parent
+
+    _close_parent(_DeadClient(), "p1", "FAILED", {"wall_s": 1.0})
+    assert "could not mark parent run p1 FAILED (ConnectionError)" in capsys.readouterr().err
+    with pytest.raises(ConnectionError):  # a session that would have FINISHED must not pass
+        _close_parent(_DeadClient(), "p1", "FINISHED", {"wall_s": 1.0})
