@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from helper.local_stack import LocalStack
 from helper.settings import Settings, load_settings
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines (the `.env.best_run` format); blank lines and comments ignored."""
-    values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 def _serving_lines(settings: Settings) -> list[str]:
@@ -55,7 +43,9 @@ def summary_lines(settings: Settings) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - a summary reports, it does not fail
         lines.append(f"data      (no ETL output: {exc})")
     if settings.best_run_file.is_file():
-        best = read_env_file(settings.best_run_file)
+        from inference_service.serving_stack import read_best_run
+
+        best = read_best_run(settings.best_run_file)
         lines.append(
             f"model     {best.get('MODEL_NAME')} v{best.get('MODEL_VERSION')} "
             f"{best.get('METRIC_NAME')}={best.get('METRIC_VALUE')} run {best.get('RUN_ID')}"
