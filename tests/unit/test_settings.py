@@ -12,14 +12,15 @@ from helper.settings import Metric, Settings, SettingsError, load_dataset_spec, 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for key in (
-        "MLFLOW_TRACKING_URI",
-        "MLFLOW_S3_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ):
-        monkeypatch.delenv(key, raising=False)
+    """Settings come from the environment: start each test from none of ours (a session
+    fixture such as `local_stack` may have set MLP_* for the whole run)."""
+    import os
+
+    ours = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # fmt: skip
+    for key in list(os.environ):
+        if key.startswith("MLP_") or key in ours:
+            monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
 
 
