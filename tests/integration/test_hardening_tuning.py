@@ -66,6 +66,18 @@ def _is_traceback(text: str) -> bool:
     return "Traceback (most recent call last)" in text
 
 
+def _register(env: dict, env_file) -> subprocess.CompletedProcess:
+    """`python -m ml_platform.register` against the test's private stack."""
+    return subprocess.run(
+        [sys.executable, "-m", "ml_platform.register", "--output", str(env_file)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_tune_fails_fast_with_one_line_when_nothing_listens(tmp_path):
     settings = _stack_settings(tmp_path)  # nothing is started on these ports
     write_tiny_lake(settings.lake_uri)
@@ -177,14 +189,7 @@ def test_tracking_server_killed_mid_session(private_stack, tmp_path):
         assert client.get_run(run_id).data.tags.get("model_id")
 
     env_file = tmp_path / ".env.best_run"
-    register = subprocess.run(
-        [sys.executable, "-m", "ml_platform.register", "--output", str(env_file)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    register = _register(env, env_file)
     assert register.returncode == EXIT_REFUSED, register.stdout + register.stderr
     assert parent.info.run_id in register.stderr and "not FINISHED" in register.stderr
     assert not _is_traceback(register.stderr)
@@ -201,14 +206,7 @@ def test_tracking_server_killed_mid_session(private_stack, tmp_path):
         timeout=600,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    register = subprocess.run(
-        [sys.executable, "-m", "ml_platform.register", "--output", str(env_file)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    register = _register(env, env_file)
     assert register.returncode == 0, register.stderr[-3000:]
     values = dict(ln.split("=", 1) for ln in env_file.read_text().splitlines())
     assert values["RUN_ID"] not in kept  # not a trial of the failed session
