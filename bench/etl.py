@@ -61,6 +61,8 @@ def _figures(run, summary: dict, rows: int, job_key: str) -> dict:
         "us_per_row": round(run.wall_s / rows * 1e6, 4),
         "job_us_per_row": round(job_s / rows * 1e6, 4) if job_s else None,
         "peak_rss_mib": round(run.peak_rss_bytes / 2**20, 1),
+        "cpu_s": round(run.cpu_s, 3),
+        "cpu_us_per_row": round(run.cpu_s / rows * 1e6, 4),
         "rows_in": summary.get("rows_in"),
         "rows_out": summary.get("rows_out"),
         # the job's summary carries the manifest (`rejects.by_reason`); the baseline a flat dict
@@ -107,20 +109,21 @@ def run(ctx: BenchContext) -> dict:
     sizes = list(ctx.etl_sizes or (SMOKE_SIZES if ctx.smoke else SIZES))
     results = [measure_size(ctx, n) for n in sorted(sizes)]
     columns = ["rows", "engine", "wall s", "in-job s", "rows/s (wall)", "us/row (wall)",
-               "us/row (in-job)", "peak RSS MiB", "same rejects"]  # fmt: skip
+               "us/row (in-job)", "CPU us/row", "peak RSS MiB", "same rejects"]  # fmt: skip
     rows = []
     for r in results:
         for engine in ("spark", "pyarrow"):
             f = r[engine]
             if not f.get("ok"):
                 rows.append([f"{r['rows']:,}", engine, "failed", f.get("error", ""), "", "", "",
-                             "", ""])  # fmt: skip
+                             "", "", ""])  # fmt: skip
                 continue
             rows.append(
                 [f"{r['rows']:,}", engine, f"{f['wall_s']:.1f}", f"{f['job_s']:.1f}",
                  f"{f['rows_per_s']:,.0f}", f"{f['us_per_row']:.2f}",
                  f"{f['job_us_per_row']:.2f}" if f["job_us_per_row"] else "-",
-                 f"{f['peak_rss_mib']:.0f}", "yes" if r["same_rejects"] else "NO"]
+                 f"{f.get('cpu_us_per_row', 0):.2f}", f"{f['peak_rss_mib']:.0f}",
+                 "yes" if r["same_rejects"] else "NO"]
             )  # fmt: skip
     spark_vs = [
         round(r["spark"]["wall_s"] / r["pyarrow"]["wall_s"], 2)
@@ -133,6 +136,8 @@ def run(ctx: BenchContext) -> dict:
         "spark_wall_over_pyarrow": spark_vs,
         "note": "Spark: `python -m data_platform.etl_job` (local[2]); pyarrow: "
         "`python -m bench.etl_baseline` (same reject rules; split by the same per-class "
-        "rank rule with a different hash). Both as fresh processes; wall includes start-up.",
+        "rank rule with a different hash). Both as fresh processes; wall includes start-up. "
+        "CPU us/row: user+system seconds of every process of the run (the JVM included) "
+        "per raw row; a shared machine inflates it much less than wall time.",
         "table": {"columns": columns, "rows": rows},
     }

@@ -26,6 +26,8 @@ KEY_PACKAGES = (
     "scikit-learn",
     "uvicorn",
     "aiohttp",
+    "httptools",
+    "uvloop",
 )
 
 

@@ -65,6 +65,7 @@ class RssSampler:
         self.peak = 0
         self.peak_procs = 0
         self.samples = 0
+        self.cpu: dict[int, float] = {}  # pid -> user+system seconds at its last sample
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -73,6 +74,8 @@ class RssSampler:
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
+                    times = p.cpu_times()
+                    self.cpu[p.pid] = times.user + times.system
             if total > self.peak:
                 self.peak, self.peak_procs = total, len(procs)
             self.samples += 1
@@ -85,6 +88,12 @@ class RssSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of every sampled process (each up to its last sample: a machine shared
+        with other work inflates wall time far more than it inflates this)."""
+        return sum(self.cpu.values())
 
 
 @dataclass
@@ -100,6 +109,7 @@ class CommandRun:
     tag: str = ""
     tail: list[str] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)  # (seconds, line) of interest
+    cpu_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -112,6 +122,7 @@ class CommandRun:
             "wall_s": round(self.wall_s, 3),
             "peak_rss_mib": round(self.peak_rss_bytes / 2**20, 1),
             "peak_processes": self.peak_processes,
+            "cpu_s": round(self.cpu_s, 3),
             "log": str(self.log),
         }
 
@@ -153,8 +164,9 @@ def run_measured(
         reader.join(timeout=10)
     tail = log.read_text(errors="replace").splitlines()[-15:]
     return CommandRun(
-        list(argv), code, wall, sampler.peak, sampler.peak_procs, log, tag, tail, marks
-    )
+        list(argv), code, wall, sampler.peak, sampler.peak_procs, log, tag, tail, marks,
+        sampler.cpu_s,
+    )  # fmt: skip
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # go-task colours its lines even into a pipe

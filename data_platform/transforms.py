@@ -9,9 +9,10 @@ nothing is silently dropped and an operator can see why from the rejects table.
 
 from __future__ import annotations
 
+import math
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 from helper.settings import DatasetSpec
 
@@ -140,24 +141,76 @@ def rejects(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col(REASON_COL).isNotNull()).select(RAW_COL, REASON_COL)
 
 
-def assign_split(rows: DataFrame, spec: DatasetSpec, seed: int, test_fraction: float) -> DataFrame:
+SPLIT_BUCKET_BITS = 12  # hash buckets per class: 4,096
+
+
+def assign_split(
+    rows: DataFrame,
+    spec: DatasetSpec,
+    seed: int,
+    test_fraction: float,
+    bucket_bits: int = SPLIT_BUCKET_BITS,
+) -> DataFrame:
     """Add `is_test`: per class, the round(n * test_fraction) rows with the lowest
-    hash(seed, row values) are test.
+    (hash(seed, row values), row values) are test.
 
     The order depends only on the rows' content and the seed, never on partitioning or
     input order, so the same input and seed give the same split on a laptop and on a
     cluster. Stratified and exact per class: iris is small, and a plain hash threshold
-    left one class with 4 of 28 test rows. Identical rows share a rank and so land on
+    left one class with 4 of 28 test rows. Identical rows compare equal and so land on
     the same side (no leakage through duplicates).
+
+    Why not a window `rank()` per class: it sorts each class in ONE task, so 10^7 rows of
+    three classes used three cores and spilled. Instead each class's cut-off is found
+    from a histogram over the top `bucket_bits` bits of the hash (one aggregation) and an
+    exact sort of the few rows in the bucket the cut-off falls in (collected to the
+    driver); then marking the rows is a map-only pass. Runs two small Spark jobs.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction}")
-    content = [F.col(name) for name in [*spec.features, LABEL_COL]]
-    key = F.xxhash64(F.lit(seed).cast("long"), *content)
-    by_class = Window.partitionBy(LABEL_COL)
-    ranked = rows.withColumn("_rank", F.rank().over(by_class.orderBy(key, *content)))
-    quota = F.round(F.count(F.lit(1)).over(by_class) * F.lit(test_fraction))
-    return ranked.withColumn(SPLIT_COL, F.col("_rank") <= quota).drop("_rank")
+    names = [*spec.features, LABEL_COL]
+    key = F.xxhash64(F.lit(seed).cast("long"), *[F.col(n) for n in names])
+    keyed = rows.withColumn("_key", key).withColumn(
+        "_bucket", F.shiftright(F.col("_key"), 64 - bucket_bits)
+    )
+    order = F.struct(F.col("_key"), *[F.col(n) for n in names])
+    is_test = F.lit(False)
+    for label, (bucket, cut) in _split_cutoffs(keyed, names, test_fraction).items():
+        values = zip(names, cut[1:], strict=True)
+        cut_struct = F.struct(
+            F.lit(cut[0]).cast("long").alias("_key"),
+            *[F.lit(v).cast(rows.schema[n].dataType).alias(n) for n, v in values],
+        )
+        below = (F.col("_bucket") < bucket) | ((F.col("_bucket") == bucket) & (order <= cut_struct))
+        is_test = F.when(F.col(LABEL_COL) == label, below).otherwise(is_test)
+    return keyed.withColumn(SPLIT_COL, is_test).drop("_key", "_bucket")
+
+
+def _split_cutoffs(keyed: DataFrame, names: list[str], fraction: float) -> dict[int, tuple]:
+    """label -> (bucket, (key, *row values)) of the last test row, for classes with a quota."""
+    hist: dict[int, dict[int, int]] = {}
+    for row in keyed.groupBy(LABEL_COL, "_bucket").count().collect():
+        hist.setdefault(row[LABEL_COL], {})[row["_bucket"]] = row["count"]
+    need: dict[int, tuple[int, int]] = {}  # label -> (bucket, rank of the cut-off inside it)
+    for label, buckets in hist.items():
+        quota = math.floor(sum(buckets.values()) * fraction + 0.5)  # Spark's round (half up)
+        seen = 0
+        for bucket in sorted(buckets):
+            if quota and seen + buckets[bucket] >= quota:
+                need[label] = (bucket, quota - seen)
+                break
+            seen += buckets[bucket]
+    if not need:
+        return {}
+    wanted = F.lit(False)
+    for label, (bucket, _) in need.items():
+        wanted = wanted | ((F.col(LABEL_COL) == label) & (F.col("_bucket") == bucket))
+    boundary: dict[int, list[tuple]] = {}
+    for row in keyed.where(wanted).select(LABEL_COL, "_key", *names).collect():
+        boundary.setdefault(row[0], []).append(tuple(row[1:]))
+    return {
+        label: (bucket, sorted(boundary[label])[nth - 1]) for label, (bucket, nth) in need.items()
+    }
 
 
 def split(

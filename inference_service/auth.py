@@ -1,6 +1,7 @@
 """Request guard for the predictor and the gateway: bearer token and body-size limit.
 
-One ASGI middleware, so both servers enforce the same rules before any parsing
+The predictor uses the ASGI middleware below; the gateway (not an ASGI app) calls the
+same functions from its HTTP layer, so both enforce the same rules before any parsing
 or model code runs:
 
 * when `auth_token` is set, every route except the probes (health, ready, server

@@ -1,13 +1,14 @@
 """The local stand-in for KServe's canary traffic split: one endpoint, two revisions.
 
-A raw ASGI app (no framework: its added latency is a target) forwarding each
-request over one pooled aiohttp session to the champion or, with probability
-`canary_percent`, to the canary. Every response carries `x-model-version` and
-`x-revision`. A revision only gets traffic after its `/ready` answered 200; if
-the canary's connection fails the request is replayed on the champion
-(inference is idempotent), so a dying canary loses no request. The routing is
-re-read from state.json when the file changes, so `serve:canary/promote/
-rollback` take effect without restarting the gateway.
+Each request goes to the champion or, with probability `canary_percent`, to the canary,
+over pooled keep-alive connections (`inference_service.http1`: the hop's cost is the
+benchmark's "canary routing cost", so no framework sits on it). Every response carries
+`x-model-version` and `x-revision`. A revision only gets traffic after its `/ready`
+answered 200; if the canary cannot be reached the request is replayed on the champion
+(inference is idempotent), so a dying canary loses no request. The routing is re-read
+from state.json when the file changes, so `serve:canary/promote/rollback` take effect
+without restarting the gateway. The bearer token and body limit are the predictor's
+rules (`inference_service.auth`), checked before the body is read.
 
 Run: `python -m inference_service.gateway [--port P] [--host H] [--state_file F]`.
 """
@@ -16,24 +17,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import random
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
-import uvicorn
-
 from helper.settings import get_settings
-from inference_service.auth import RequestGuard
+from inference_service.auth import bearer_error, is_open_path
+from inference_service.http1 import (
+    App,
+    Request,
+    Response,
+    ServerConnection,
+    UpstreamPool,
+    error,
+)
 from inference_service.state import ServingState, StateError, load_state, state_file
 
 log = logging.getLogger(__name__)
 
 FORWARD_HEADERS = (b"content-type", b"inference-header-content-length", b"authorization")
+JSON = [(b"content-type", b"application/json")]
 STATE_CHECK_S = 0.25
 READY_CHECK_S = 0.5
 
@@ -84,109 +91,77 @@ class Router:
         return [champ]
 
 
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        msg = await receive()
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            return b"".join(chunks)
+class Gateway(App):
+    """Routes every request but `/gateway/state` (the routing, for humans and probes)."""
 
-
-async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
-
-
-class Gateway:
-    """ASGI callable; `/gateway/state` reports routing, everything else is proxied."""
-
-    def __init__(self, router: Router, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        router: Router,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        max_body_bytes: int | None = None,
+    ):
         self.router = router
-        self.host = host
-        self.session: aiohttp.ClientSession | None = None
-        self._probe: asyncio.Task | None = None
+        self.token = token or None
+        self.max_body_bytes = max_body_bytes
+        self.pool = UpstreamPool(host)
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+    def body_limit(self) -> int | None:
+        return self.max_body_bytes
 
-    async def _lifespan(self, receive, send):
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=None)
-                self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-                self.router.refresh(force=True)
-                self._probe = asyncio.create_task(self._probe_loop())
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                if self._probe:
-                    self._probe.cancel()
-                if self.session:
-                    await self.session.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    def check_head(self, method: str, path: str, headers: dict[bytes, bytes]) -> Response | None:
+        """401 without the token, before the body is read (the body limit is `http1`'s)."""
+        if self.token and not is_open_path(path):
+            problem = bearer_error(headers.get(b"authorization"), self.token)
+            if problem:
+                return error(401, problem, headers=[(b"www-authenticate", b"Bearer")])
+        return None
 
-    async def _probe_loop(self):
-        while True:
-            self.router.refresh(force=True)
-            await self.probe_once()
-            await asyncio.sleep(READY_CHECK_S)
+    async def handle(self, request: Request) -> Response:
+        if request.path == "/gateway/state":
+            return Response(200, json.dumps(self.status()).encode(), JSON)
+        self.router.refresh()
+        candidates = self.router.choose()
+        if not candidates:
+            return error(503, "nothing deployed: run `task serve:up`")
+        headers = [(k, request.headers[k]) for k in FORWARD_HEADERS if k in request.headers]
+        last_error = ""
+        for role, version, port in candidates:
+            try:
+                reply = await self.pool.request(
+                    port, request.method, request.target, headers, request.body
+                )
+            except TimeoutError:
+                return error(504, f"{role} (version {version}) timed out")
+            except OSError as exc:  # refused / reset: try the next candidate
+                self.router.ready[port] = False
+                last_error = f"{role} (version {version}) unreachable: {exc}"
+                continue
+            out = [
+                (b"content-type", reply.content_type),
+                (b"x-model-version", version.encode()),
+                (b"x-revision", role.encode()),
+            ]
+            return Response(reply.status, reply.body, out)
+        return error(502, last_error)
 
     async def probe_once(self) -> None:
         st = self.router.state
         if st is None:
             return
-        revisions = [st.champion] + ([st.canary] if st.canary else [])
-        for rev in revisions:
-            url = f"http://{self.host}:{rev.port}/v2/models/{st.model_name}/ready"
+        for rev in [st.champion] + ([st.canary] if st.canary else []):
+            target = f"/v2/models/{st.model_name}/ready".encode()
             try:
-                async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
-                    self.router.ready[rev.port] = r.status == 200
-            except (aiohttp.ClientError, TimeoutError):
+                reply = await self.pool.request(rev.port, "GET", target, [], b"", timeout_s=1.0)
+                self.router.ready[rev.port] = reply.status == 200
+            except OSError:  # includes TimeoutError
                 self.router.ready[rev.port] = False
 
-    async def _http(self, scope, receive, send):
-        path = scope["path"]
-        if path == "/gateway/state":
-            body = json.dumps(self.status()).encode()
-            await _send(send, 200, body, [(b"content-type", b"application/json")])
-            return
-        body = await _read_body(receive)
-        self.router.refresh()
-        candidates = self.router.choose()
-        if not candidates:
-            await _send(send, 503, _error("nothing deployed: run `task serve:up`"), [])
-            return
-        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k in FORWARD_HEADERS}
-        query = scope.get("query_string", b"").decode()
-        target = path + ("?" + query if query else "")
-        last_error = ""
-        for role, version, port in candidates:
-            url = f"http://{self.host}:{port}{target}"
-            try:
-                async with self.session.request(
-                    scope["method"], url, data=body, headers=headers
-                ) as resp:
-                    payload = await resp.read()
-                    out = [
-                        (b"content-type", resp.headers.get("content-type", "").encode()),
-                        (b"x-model-version", version.encode()),
-                        (b"x-revision", role.encode()),
-                    ]
-                    await _send(send, resp.status, payload, out)
-                    return
-            except aiohttp.ClientError as exc:
-                self.router.ready[port] = False
-                last_error = f"{role} (version {version}) unreachable: {exc}"
-        await _send(send, 502, _error(last_error), [(b"content-type", b"application/json")])
+    async def probe_loop(self) -> None:
+        while True:
+            self.router.refresh(force=True)
+            await self.probe_once()
+            await asyncio.sleep(READY_CHECK_S)
 
     def status(self) -> dict:
         st = self.router.state
@@ -194,6 +169,24 @@ class Gateway:
             "state": st.model_dump(mode="json") if st else None,
             "ready": {str(k): v for k, v in self.router.ready.items()},
         }
+
+
+async def serve(gateway: Gateway, host: str, port: int) -> None:
+    """Listen until SIGTERM/SIGINT; the readiness loop runs alongside."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: ServerConnection(gateway), host, port)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    gateway.router.refresh(force=True)
+    probe = asyncio.create_task(gateway.probe_loop())
+    log.info("gateway listening on http://%s:%d", host, port)
+    try:
+        await stop.wait()
+    finally:
+        probe.cancel()
+        server.close()
+        gateway.pool.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,13 +198,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    app = RequestGuard(
-        Gateway(Router(args.state_file), host="127.0.0.1"),
-        token=token,
-        max_body_bytes=settings.max_body_bytes,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    gateway = Gateway(Router(args.state_file), token=token, max_body_bytes=settings.max_body_bytes)
+    run = asyncio.run
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:  # uvloop is optional (no Windows build); asyncio's loop works too
+        pass
+    run(serve(gateway, args.host, args.port))
 
 
 if __name__ == "__main__":

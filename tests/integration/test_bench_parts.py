@@ -64,16 +64,21 @@ def test_goals_compare_the_measured_numbers():
         "serving": {
             "configs": {
                 "native": {"cases": {"single_c1": _case(1000, 1, 2),
+                                     "single_c8": _case(1000, 8, 16),
                                      "batch_10000": _case(20, 40, 60, 10_000)}},
                 "mlserver": {"cases": {"single_c1": _case(400, 2, 5)}},
-                "canary": {"cases": {"single_c1": _case(950, 1.2, 2.5)}},
+                "canary": {"cases": {"single_c1": _case(950, 1.2, 2.5),
+                                     "single_c8": _case(800, 9, 20)}},
             }
         }
     }  # fmt: skip
     result = {g["goal"]: g for g in goals.evaluate(parts)}
     vs = result["serving single-row c=1 vs MLServer"]
     assert vs["met"] is False and vs["ratio"] == pytest.approx(2.5)
-    assert result["canary routing cost (10 %, single-row c=1)"]["cost"] == pytest.approx(0.05)
+    canary = result["canary routing cost (10 %, single-row c=1 and c=8)"]
+    assert canary["cost"] == pytest.approx(0.05)
+    assert canary["costs"]["single_c8"] == pytest.approx(0.2)
+    assert canary["met"] is False  # c=1 is within 10 %, c=8 is not
     assert result["10,000-row batch end to end (native)"]["met"] is True
     assert result["pipeline from a stopped stack to first prediction"]["met"] is None
 

@@ -195,3 +195,27 @@ def test_any_text_is_parsed_or_rejected_never_lost(spark, spec, lines):
         else:
             assert row.reason in T.REASONS
             assert row.label is None
+
+
+@pytest.mark.parametrize("bucket_bits", [1, 3, T.SPLIT_BUCKET_BITS])
+def test_split_equals_the_per_class_rank_definition_at_any_bucket_size(spark, spec, bucket_bits):
+    """The histogram + boundary-sort cut-off marks exactly the rows a per-class window rank
+    (the obvious, unscalable definition) would; 1 bit puts half a class in the cut-off bucket."""
+    from pyspark.sql.window import Window
+
+    lines = [line.text for line in make_raw.synthetic_lines(400, spec, seed=3)]
+    lines += lines[:40]  # duplicates: each pair must land on the same side
+    frame = spark.createDataFrame([(line,) for line in lines], "value string").repartition(5)
+    good = T.good_rows(T.parse_lines(T.normalize_lines(frame), spec), spec)
+    content = [F.col(n) for n in [*spec.features, "label"]]
+    by_class = Window.partitionBy("label")
+    key = F.xxhash64(F.lit(11).cast("long"), *content)
+    reference = good.withColumn(
+        "ref",
+        F.rank().over(by_class.orderBy(key, *content))
+        <= F.round(F.count(F.lit(1)).over(by_class) * F.lit(0.3)),
+    )
+    marked = T.assign_split(reference, spec, seed=11, test_fraction=0.3, bucket_bits=bucket_bits)
+    rows = marked.select("ref", T.SPLIT_COL).collect()
+    assert len(rows) == len(lines) and sum(r[1] for r in rows) > 0
+    assert all(r[0] == r[1] for r in rows)

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from inference_service.gateway import Gateway, Router
+from inference_service.http1 import Request, Response
 from inference_service.serving_stack import read_best_run
 from inference_service.state import (
     Revision,
@@ -129,27 +130,40 @@ def test_the_router_picks_up_a_changed_state_file(tmp_path):
     assert router.choose() == [("champion", "2", PORTS[1])]
 
 
-# --- ASGI without a network ------------------------------------------------------------
-def call_asgi(app, path: str) -> tuple[int, bytes]:
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"{}", "more_body": False}
-
-    async def send(msg):
-        sent.append(msg)
-
-    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], sent[1]["body"]
+# --- the gateway's own answers, without a network -------------------------------------
+def call(gateway: Gateway, path: str) -> Response:
+    return asyncio.run(gateway.handle(Request("POST", path.encode(), {}, b"{}")))
 
 
 def test_gateway_without_a_deployment_answers_503_with_the_fix(tmp_path):
-    status, body = call_asgi(Gateway(Router(tmp_path / "none.json")), "/v2/models/iris/infer")
-    assert status == 503 and "serve:up" in json.loads(body)["error"]
+    response = call(Gateway(Router(tmp_path / "none.json")), "/v2/models/iris/infer")
+    assert response.status == 503 and "serve:up" in json.loads(response.body)["error"]
 
 
 def test_gateway_state_endpoint_reports_the_routing(tmp_path):
     router = router_with(tmp_path, with_canary(champion_only(), canary_rev(), 10))
-    status, body = call_asgi(Gateway(router), "/gateway/state")
-    assert status == 200 and json.loads(body)["state"]["canary_percent"] == 10
+    response = call(Gateway(router), "/gateway/state")
+    assert response.status == 200 and json.loads(response.body)["state"]["canary_percent"] == 10
+
+
+def test_gateway_refuses_inference_without_the_token_but_not_probes(tmp_path):
+    gateway = Gateway(Router(tmp_path / "none.json"), token="s3cret")
+    refused = gateway.check_head("POST", "/v2/models/iris/infer", {})
+    assert refused.status == 401 and b"missing bearer token" in refused.body
+    assert (b"www-authenticate", b"Bearer") in refused.headers
+    ok = {b"authorization": b"Bearer s3cret"}
+    assert gateway.check_head("POST", "/v2/models/iris/infer", ok) is None
+    assert gateway.check_head("GET", "/gateway/state", {}) is None
+
+
+def test_an_unreachable_revision_is_marked_not_ready_and_answered_502(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    st = ServingState(model_name="iris", champion=Revision(version="1", storage_uri="x", port=port))
+    router = router_with(tmp_path, st)
+    response = call(Gateway(router), "/v2/models/iris/infer")
+    assert response.status == 502 and "champion (version 1) unreachable" in response.body.decode()
+    assert router.ready[port] is False
