@@ -112,11 +112,11 @@ def start_ray(cpus: int, address: str | None = None, attempts: int = RAY_START_A
     # Under `uv run` (the Taskfiles), Ray 2.60 otherwise packages the whole working directory,
     # .venv included (~2 GB), into /tmp/ray for every session; workers share this interpreter
     # anyway. Read when ray is first imported, hence before the import.
+    too_late = "ray" in sys.modules and "RAY_ENABLE_UV_RUN_RUNTIME_ENV" not in os.environ
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
-    from ray._private import ray_constants
 
-    if ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV and "UV" in os.environ:
+    if too_late and "UV" in os.environ:
         # ray was imported before this function: every worker (and so every Tune actor)
         # then starts through `uv run` in a freshly built venv, tens of seconds each
         print(
