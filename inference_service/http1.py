@@ -25,6 +25,7 @@ from inference_service.auth import too_large
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
+MAX_QUEUED = 32  # pipelined requests held per connection before reading pauses
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -83,6 +84,7 @@ class ServerConnection(asyncio.Protocol):
         self.queue: collections.deque = collections.deque()
         self.worker: asyncio.Task | None = None
         self.closing = False
+        self.paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -160,6 +162,9 @@ class ServerConnection(asyncio.Protocol):
         else:
             req = Request(method, self.url, self.headers, b"".join(self.body))
             self.queue.append((req, keep_alive, method))
+        if len(self.queue) >= MAX_QUEUED and not self.paused and self.transport is not None:
+            self.paused = True  # a client pipelining without reading answers: stop reading
+            self.transport.pause_reading()
         self._kick()
 
     # --- answering -------------------------------------------------------------------
@@ -179,6 +184,10 @@ class ServerConnection(asyncio.Protocol):
         try:
             while self.queue:
                 item, keep_alive, method = self.queue.popleft()
+                if self.paused and not self.closing and len(self.queue) < MAX_QUEUED // 2:
+                    self.paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
                 if isinstance(item, Response):
                     response = item
                 else:

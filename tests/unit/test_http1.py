@@ -12,6 +12,7 @@ class FakeTransport:
         self.out = b""
         self.closed = False
         self.paused = False
+        self.pauses = 0
 
     def write(self, data: bytes) -> None:
         self.out += data
@@ -21,6 +22,10 @@ class FakeTransport:
 
     def pause_reading(self) -> None:
         self.paused = True
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.paused = False
 
 
 class Echo(App):
@@ -51,7 +56,7 @@ def feed(app: App, *chunks: bytes) -> FakeTransport:
         conn.connection_made(transport)
         for chunk in chunks:
             conn.data_received(chunk)
-        for _ in range(20):
+        for _ in range(400):
             await asyncio.sleep(0)
         return transport
 
@@ -139,3 +144,11 @@ def test_an_app_error_is_a_500_not_a_dead_connection():
 
     t = feed(Broken(), post("/a", b"x"))
     assert t.out.startswith(b"HTTP/1.1 500") and not t.closed
+
+
+def test_a_pipelining_flood_pauses_reading_until_answers_drain():
+    app = Echo()
+    t = feed(app, b"".join(post("/a", b"%d" % i) for i in range(100)))
+    assert [r.body for r in app.seen] == [b"%d" % i for i in range(100)]
+    assert t.pauses >= 1 and not t.paused  # paused while queued, reading again once drained
+    assert t.out.count(b"HTTP/1.1 200 OK") == 100
