@@ -88,6 +88,7 @@ class ServerConnection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self.method = ""
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.header_bytes = 0
@@ -126,7 +127,7 @@ class ServerConnection(asyncio.Protocol):
         self.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        method = self.parser.get_method().decode("latin-1")
+        self.method = method = self.parser.get_method().decode("latin-1")
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         self.refusal = self.app.check_head(method, path, self.headers) or self._declared_too_large()
         if self.refusal is not None and self.refusal.close:
@@ -155,8 +156,7 @@ class ServerConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.closing:
             return
-        keep_alive = self.parser.should_keep_alive()
-        method = self.parser.get_method().decode("latin-1")
+        keep_alive, method = self.parser.should_keep_alive(), self.method
         if self.refusal is not None:
             self.queue.append((self.refusal, keep_alive and not self.refusal.close, method))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -31,18 +32,25 @@ async def _server(app: Counter):
     return server, server.sockets[0].getsockname()[1]
 
 
+@contextlib.asynccontextmanager
+async def counter_and_pool():
+    """A counting server on a free loopback port and a pool to it, both closed afterwards."""
+    app = Counter()
+    server, port = await _server(app)
+    pool = UpstreamPool()
+    try:
+        yield app, port, pool
+    finally:
+        pool.close()
+        server.close()
+
+
 def test_keep_alive_connections_are_reused():
     async def run():
-        app = Counter()
-        server, port = await _server(app)
-        pool = UpstreamPool()
-        try:
+        async with counter_and_pool() as (app, port, pool):
             for _ in range(5):
                 reply = await pool.request(port, "POST", b"/x", [], b"{}")
                 assert reply.status == 200 and reply.content_type == b"text/plain"
-        finally:
-            pool.close()
-            server.close()
         return app
 
     app = asyncio.run(run())
@@ -53,18 +61,12 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_transparently():
     """uvicorn closes idle keep-alive connections after 5 s; the next request must not fail."""
 
     async def run():
-        app = Counter()
-        server, port = await _server(app)
-        pool = UpstreamPool()
-        try:
+        async with counter_and_pool() as (app, port, pool):
             assert (await pool.request(port, "GET", b"/a", [], b"")).body == b"call 1"
             for conn in app.connections:  # the server drops the idle connection...
                 conn.transport.close()
             # ...and the client has not noticed yet: no await between the close and the request
             reply = await pool.request(port, "GET", b"/b", [], b"")
-        finally:
-            pool.close()
-            server.close()
         return app, reply
 
     app, reply = asyncio.run(run())
