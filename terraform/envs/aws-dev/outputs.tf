@@ -33,3 +33,8 @@ output "region" {
   description = "AWS region of the cluster (task infra:kubeconfig passes it to aws eks update-kubeconfig)."
   value       = var.region
 }
+
+output "s3_region" {
+  description = "Region of the bucket (MLP_S3_REGION; platform/stacks/aws-dev/stack.env)."
+  value       = module.bucket.region
+}

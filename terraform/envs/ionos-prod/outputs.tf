@@ -28,3 +28,8 @@ output "s3_endpoint_url" {
   description = "S3 endpoint for MLP_S3_ENDPOINT_URL / MLFLOW_S3_ENDPOINT_URL."
   value       = module.bucket.s3_endpoint_url
 }
+
+output "s3_region" {
+  description = "Object Storage region of the bucket (MLP_S3_REGION; platform/stacks/ionos-prod/stack.env)."
+  value       = module.bucket.region
+}
