@@ -4,6 +4,8 @@
 
 data "aws_region" "current" {}
 
+data "aws_partition" "current" {}
+
 locals {
   azs             = [for z in var.availability_zone_suffixes : "${data.aws_region.current.region}${z}"]
   private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
@@ -52,6 +54,14 @@ module "eks" {
     kube-proxy             = {}
     eks-pod-identity-agent = { before_compute = true }
     vpc-cni                = { before_compute = true }
+    # Persistent volumes (the MLflow PVC): the EBS CSI driver, its controller authorised through
+    # EKS Pod Identity (the agent above). platform/k8s/aws adds the default gp3 StorageClass.
+    aws-ebs-csi-driver = {
+      pod_identity_association = [{
+        role_arn        = aws_iam_role.ebs_csi.arn
+        service_account = "ebs-csi-controller-sa"
+      }]
+    }
   }
 
   vpc_id     = module.vpc.vpc_id
@@ -62,13 +72,50 @@ module "eks" {
       instance_types = [var.instance_type]
       ami_type       = "AL2023_x86_64_STANDARD"
       capacity_type  = var.capacity_type
-      disk_size      = var.disk_size_gb
       min_size       = var.node_count
       max_size       = local.max_size
       desired_size   = var.node_count
       labels         = var.labels
+
+      # The module's own launch template ignores `disk_size` (docs/faq.md of v21): size the
+      # root volume of the AL2023 AMI (/dev/xvda) here instead.
+      block_device_mappings = {
+        xvda = {
+          device_name = "/dev/xvda"
+          ebs = {
+            volume_size           = var.disk_size_gb
+            volume_type           = "gp3"
+            encrypted             = true
+            delete_on_termination = true
+          }
+        }
+      }
     }
   }
 
   tags = var.tags
+}
+
+# The EBS CSI controller's identity: EKS Pod Identity assumes this role for the add-on's
+# service account (kube-system/ebs-csi-controller-sa) and it may manage EBS volumes only.
+data "aws_iam_policy_document" "ebs_csi_trust" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "ebs_csi" {
+  name_prefix        = "${substr(var.cluster_name, 0, 20)}-ebs-csi-" # IAM allows 38 characters
+  assume_role_policy = data.aws_iam_policy_document.ebs_csi_trust.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ebs_csi" {
+  role       = aws_iam_role.ebs_csi.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 }
