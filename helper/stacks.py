@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             raw = predicted_outputs(args.stack) if args.from_tfvars else None
             outputs = raw or outputs_from_json(sys.stdin.read())
             path = write_stack(args.stack, stack_values({k: str(v) for k, v in outputs.items()}))
-            print(f"stacks: wrote {path.relative_to(REPO_ROOT)}")
+            print(f"stacks: wrote {path}")
         else:
             stack = args.stack or stack_for_env(args.env)
             values = read_stack(stack)

@@ -79,9 +79,9 @@ class RenderError(RuntimeError):
 
 
 def discover_targets(root: Path = REPO_ROOT) -> list[Path]:
-    """Every overlay of every area, plus the cluster-wide platform base (it has no overlays)."""
+    """Every overlay of every area, plus the cluster-wide platform targets (base, knative, aws)."""
     found = sorted(p.parent for p in root.glob("*/k8s/overlays/*/kustomization.yaml"))
-    found += sorted(p.parent for p in root.glob("platform/k8s/base/kustomization.yaml"))
+    found += sorted(p.parent for p in root.glob("platform/k8s/*/kustomization.yaml"))
     return found
 
 
@@ -185,31 +185,44 @@ def _isvc_containers(spec: dict) -> Iterator[Container]:
         yield from _pod_containers(comp, f"spec.{component}")
 
 
+def pod_specs(obj: dict) -> list[tuple[str, dict]] | None:
+    """(where, pod spec) of every pod an object creates; None for kinds that hold no pod spec.
+
+    A ServingRuntime's spec is the pod template KServe merges into the predictor's pod.
+    """
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "Pod":
+        return [("spec", spec)]
+    if kind in POD_TEMPLATE_KINDS:
+        return [("spec.template.spec", spec["template"]["spec"])]
+    if kind == "CronJob":
+        return [
+            ("spec.jobTemplate.spec.template.spec", spec["jobTemplate"]["spec"]["template"]["spec"])
+        ]
+    if kind in {"RayJob", "RayCluster"}:
+        cluster = spec.get("rayClusterSpec", {}) if kind == "RayJob" else spec
+        out = [("head", cluster["headGroupSpec"]["template"]["spec"])]
+        for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
+            out.append((f"workerGroupSpecs[{i}]", group["template"]["spec"]))
+        if "submitterPodTemplate" in spec:
+            out.append(("submitter", spec["submitterPodTemplate"]["spec"]))
+        return out
+    if kind in {"ServingRuntime", "ClusterServingRuntime"}:
+        return [("spec", spec)]
+    return None
+
+
 def workload_containers(obj: dict) -> list[Container] | None:
     """The containers an object will run, or None when it runs none."""
     kind, spec = obj.get("kind"), obj.get("spec") or {}
-    if kind == "Pod":
-        return list(_pod_containers(spec, "spec"))
-    if kind in POD_TEMPLATE_KINDS:
-        return list(_pod_containers(spec["template"]["spec"], "spec.template.spec"))
-    if kind == "CronJob":
-        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
-        return list(_pod_containers(pod, "spec.jobTemplate.spec.template.spec"))
-    if kind in {"RayJob", "RayCluster"}:
-        cluster = spec.get("rayClusterSpec", {}) if kind == "RayJob" else spec
-        out = list(_pod_containers(cluster["headGroupSpec"]["template"]["spec"], "head"))
-        for i, group in enumerate(cluster.get("workerGroupSpecs") or []):
-            out += _pod_containers(group["template"]["spec"], f"workerGroupSpecs[{i}]")
-        if "submitterPodTemplate" in spec:
-            out += _pod_containers(spec["submitterPodTemplate"]["spec"], "submitter")
-        return out
-    if kind in {"ServingRuntime", "ClusterServingRuntime"}:
-        return list(_pod_containers(spec, "spec"))
     if kind == "InferenceService":
         return list(_isvc_containers(spec))
     if kind == "SparkApplication":
         return list(_spark_containers(spec))
-    return None
+    specs = pod_specs(obj)
+    if specs is None:
+        return None
+    return [c for where, pod in specs for c in _pod_containers(pod, where)]
 
 
 def waivers(obj: dict) -> tuple[dict[str, str], list[str]]:
@@ -289,9 +302,14 @@ def validate_objects(
     return report
 
 
-def validate_targets(targets: Iterable[Path], settings: Settings | None = None) -> Report:
+def validate_targets(
+    targets: Iterable[Path], settings: Settings | None = None, cross_checks: bool = True
+) -> Report:
+    """Each target alone (schemas, policy), then all of them together (helper/consistency.py:
+    names that must agree across files, admission rules, the stack and image schemes)."""
     settings = settings or get_settings()
     report = Report()
+    rendered: dict[Path, list[dict]] = {}
     for target in targets:
         label = _label(target)
         try:
@@ -299,7 +317,12 @@ def validate_targets(targets: Iterable[Path], settings: Settings | None = None) 
         except RenderError as exc:
             report.findings.append(Finding(label, "-", "render", str(exc)))
             continue
+        rendered[Path(target)] = objs
         validate_objects(objs, label, settings, report)
+    if cross_checks and rendered:
+        from helper.consistency import check_rendered
+
+        report.findings += check_rendered({_label(t): (t, o) for t, o in rendered.items()})
     return report
 
 

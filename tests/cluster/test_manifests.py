@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from helper import validate
+from helper import stacks, validate
 from helper.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.cluster
@@ -87,7 +87,10 @@ def test_inference_service_storage_uri_comes_from_model_env(rendered):
         for o in rendered["inference_service/k8s/overlays/prod"]
         if o["kind"] == "InferenceService"
     )
-    assert isvc["spec"]["predictor"]["model"]["storageUri"] == pinned["STORAGE_URI"]
+    # the path is the pin's; the bucket is the one of the overlay's stack (platform/stacks)
+    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    assert uri.split("/", 3)[3] == pinned["STORAGE_URI"].split("/", 3)[3]
+    assert uri.split("/")[2] == stacks.read_stack("ionos-prod")["MLP_S3_BUCKET"]
     assert (
         isvc["metadata"]["annotations"]["ml-platform.io/model-version"] == pinned["MODEL_VERSION"]
     )
@@ -127,11 +130,14 @@ def test_checkov_skips_are_all_justified(checkov_results):
     assert unexplained == []
 
 
-IMAGE_DOCKERFILES = {
-    "ghcr.io/ml-platform/etl": "data_platform/Dockerfile",
-    "ghcr.io/ml-platform/tune": "ml_platform/Dockerfile",
-    "ghcr.io/ml-platform/predictor": "inference_service/Dockerfile",
-}
+def _image_dockerfiles() -> dict[str, str]:
+    """repository -> Dockerfile, as CI builds them (the registry from platform/images)."""
+    from helper.images import load_scheme
+
+    scheme = load_scheme()
+    ci = yaml.safe_load((REPO_ROOT / ".github/workflows/ci.yml").read_text())
+    matrix = ci["jobs"]["images"]["strategy"]["matrix"]["include"]
+    return {scheme.repository(m["name"]): m["dockerfile"] for m in matrix}
 
 
 def _module_file(command: str) -> str:
@@ -163,6 +169,7 @@ def test_every_image_comes_from_a_dockerfile_of_this_repo(rendered):
         for obj in objs:
             text = yaml.safe_dump(obj)
             images |= {m.split(":")[0] for m in re.findall(r"ghcr\.io/[\w./-]+:[\w.-]+", text)}
-    assert images == set(IMAGE_DOCKERFILES)
-    for dockerfile in IMAGE_DOCKERFILES.values():
+    expected = _image_dockerfiles()
+    assert images == set(expected)
+    for dockerfile in expected.values():
         assert (REPO_ROOT / dockerfile).is_file()
