@@ -215,6 +215,8 @@ NOT_POD_FIELDS = {
 
 def default_deployment_mode(values_file: Path = KSERVE_VALUES) -> str:
     """The mode KServe is installed with (chart key kserve.controller.deploymentMode)."""
+    if not values_file.is_file():
+        return "Serverless"  # the chart's default in v0.15.2 values.yaml
     doc = yaml.safe_load(values_file.read_text(encoding="utf-8")) or {}
     mode = ((doc.get("kserve") or {}).get("controller") or {}).get("deploymentMode")
     return mode or "Serverless"  # the chart's default in v0.15.2 values.yaml

@@ -232,7 +232,7 @@ def test_every_task_named_for_a_secret_exists():
 
 SECRET_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEY00",
-    "AWS_SECRET_ACCESS_KEY": "example-secret-value-0",
+    "AWS_SECRET_ACCESS_KEY": "example-secret-value-0",  # pragma: allowlist secret (a fake)
     "MLP_AUTH_TOKEN": "example-token-value-0",
     "GHCR_USERNAME": "someone",
     "GHCR_TOKEN": "example-ghcr-token-0",

@@ -14,7 +14,7 @@ from helper.settings import REPO_ROOT
 pytestmark = pytest.mark.cluster
 
 CI = REPO_ROOT / ".github/workflows/ci.yml"
-SHA = "0123456789abcdef0123456789abcdef01234567"
+SHA = "0123456789abcdef0123456789abcdef01234567"  # pragma: allowlist secret (a fake commit)
 
 
 @pytest.fixture(scope="module")
