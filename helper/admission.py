@@ -130,15 +130,15 @@ def knative_pod_findings(pod: Mapping, flags: Mapping[str, str], where: str) -> 
             )
     sec = pod.get("securityContext") or {}
     if _on(flags, "kubernetes.podspec-securitycontext"):
-        problems += [
-            f"{where}.securityContext.{k} is never allowed by Knative"
-            for k in sec
-            if k not in POD_SECURITY_WITH_FLAG
-        ]
+        problems += _outside(sec, POD_SECURITY_WITH_FLAG, f"{where}.securityContext", "never")
     if pod.get("automountServiceAccountToken") is True:
         problems.append(f"{where}.automountServiceAccountToken may only be false in Knative")
     problems += _volume_findings(pod.get("volumes") or [], flags, where)
     return problems
+
+
+def _outside(fields: Mapping, allowed: set[str], at: str, how: str) -> list[str]:
+    return [f"{at}.{k} is {how} allowed by Knative" for k in fields if k not in allowed]
 
 
 def _volume_findings(volumes: list, flags: Mapping[str, str], where: str) -> list[str]:
@@ -170,11 +170,7 @@ def knative_container_findings(containers: list, flags: Mapping[str, str], where
     for c in containers:
         at = f"{where}.containers[{c.get('name')}]"
         sec = c.get("securityContext") or {}
-        problems += [
-            f"{at}.securityContext.{k} is not allowed by Knative"
-            for k in sec
-            if k not in CONTAINER_SECURITY
-        ]
+        problems += _outside(sec, CONTAINER_SECURITY, f"{at}.securityContext", "not")
         if sec.get("privileged") is True:
             problems.append(f"{at}.securityContext.privileged may only be false in Knative")
         if (sec.get("capabilities") or {}).get("add") and not _on(
