@@ -403,9 +403,12 @@ class Sandbox:
             return value
         return ":".join(self.host(p) if p.startswith("/") else p for p in value.split(":"))
 
-    def env(self, manifest_env: Mapping[str, str]) -> dict[str, str]:
-        """Image ENV, then the manifest's env, container paths mapped to host paths. PATH
-        is the sandbox interpreter's; TMPDIR the /tmp mount when the pod has one."""
+    def env(
+        self, manifest_env: Mapping[str, str], host_env: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Image ENV, then the manifest's env, container paths mapped to host paths, then
+        `host_env` as given (paths already on the host). PATH is the sandbox interpreter's;
+        TMPDIR the /tmp mount when the pod has one."""
         out = {"LANG": "C.UTF-8", "PATH": f"{Path(self.python).parent}:/usr/bin:/bin"}
         if os.environ.get("JAVA_HOME"):
             out["JAVA_HOME"] = os.environ["JAVA_HOME"]
@@ -417,14 +420,20 @@ class Sandbox:
                     out[key] = self._map_value(value)
         if "/tmp" in self.paths:
             out["TMPDIR"] = str(self.paths["/tmp"])
-        return out
+        return {**out, **(host_env or {})}
 
     def argv(self, command: Iterable[str]) -> list[str]:
         """The command with `python` as the sandbox interpreter and container paths mapped."""
         cmd = list(command)
         if cmd and cmd[0] in {"python", "python3"}:
             cmd[0] = self.python
-        return [*_setpriv(self.uid, self.gid), *(self._map_value(c) for c in cmd)]
+        return [*_setpriv(self.uid, self.gid), *(self._map_arg(c) for c in cmd)]
+
+    def _map_arg(self, arg: str) -> str:
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("-") and value.startswith("/"):
+            return f"{flag}={self._map_value(value)}"  # --model_dir=/mnt/models
+        return self._map_value(arg)
 
     def run(
         self, command: Iterable[str], env: Mapping[str, str], timeout: float

@@ -348,6 +348,7 @@ def _objects(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    from helper.processes import ServiceError
     from helper.settings import get_settings
 
     settings = get_settings()
@@ -372,6 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = launcher.run(job, candidate, timeout)
     except OSError as exc:
         print(f"launch: cannot read {best_run}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+    except ServiceError as exc:  # no cluster credentials
+        print(f"launch: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except LaunchError as exc:
         print(f"launch: {exc}", file=sys.stderr)

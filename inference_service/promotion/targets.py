@@ -324,9 +324,15 @@ def load_cluster_config(token_file: str | None = None, cert_file: str | None = N
         ).load_and_set()
         return "in-cluster"
     except config.ConfigException:
-        # KUBECONFIG read now, not when the kubernetes package was imported
+        pass
+    try:  # KUBECONFIG read now, not when the kubernetes package was imported
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        return "kubeconfig"
+    except (config.ConfigException, OSError) as exc:
+        raise ServiceError(
+            "kubernetes: not in a pod (no service account token) and no usable kubeconfig "
+            f"(KUBECONFIG={os.environ.get('KUBECONFIG', '~/.kube/config')}): {exc}"
+        ) from None
+    return "kubeconfig"
 
 
 class KServeTarget:

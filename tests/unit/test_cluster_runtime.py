@@ -94,3 +94,12 @@ def _restore_client_default():
     saved = client.Configuration.get_default_copy()
     yield
     client.Configuration.set_default(saved)
+
+
+def test_no_cluster_credentials_at_all_is_one_clear_error(tmp_path, monkeypatch):
+    from helper.processes import ServiceError
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(ServiceError, match="no usable kubeconfig"):
+        targets.load_cluster_config(str(tmp_path / "no-token"), str(tmp_path / "no-ca"))
