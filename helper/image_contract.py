@@ -284,8 +284,10 @@ def _interpreter_for(uid: int, gid: int, work: Path) -> str:
     for candidate in candidates:
         if not candidate.exists():
             continue
-        if candidate == Path(sys.executable) and _can_run(uid, gid, str(candidate)):
-            return str(candidate)
+        if candidate == Path(sys.executable):
+            if _open_to_all(candidate) and _can_run(uid, gid, str(candidate)):
+                return str(candidate)
+            continue
         if candidate != Path(sys.executable):
             venv = work / "python"
             if not (venv / "bin" / "python").exists():
@@ -300,6 +302,14 @@ def _interpreter_for(uid: int, gid: int, work: Path) -> str:
     raise ContractError(
         f"no Python {minor} that uid {uid} can execute (tried {[str(c) for c in candidates]})"
     )
+
+
+def _open_to_all(path: Path) -> bool:
+    """Every directory on the way to the real file searchable, the file readable, by anyone
+    (Ray and others re-resolve and read the interpreter, not only exec it)."""
+    real = Path(os.path.realpath(path))
+    dirs_ok = all(p.stat().st_mode & stat.S_IXOTH for p in real.parents)
+    return dirs_ok and bool(real.stat().st_mode & stat.S_IROTH)
 
 
 def _can_run(uid: int, gid: int, python: str) -> bool:

@@ -27,9 +27,6 @@ from pathlib import Path
 
 import boto3
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import requests
 import yaml
@@ -39,6 +36,7 @@ from helper import image_contract as ic
 from helper import validate
 from helper.processes import free_port
 from helper.settings import REPO_ROOT, Settings
+from tests.integration.test_tune_pipeline import write_tiny_lake
 
 pytestmark = pytest.mark.integration
 
@@ -80,38 +78,9 @@ def _ensure_bucket(settings: Settings, bucket: str) -> None:
 
 
 def seed_lake(settings: Settings, lake_uri: str) -> dict:
-    """A published iris version in the ETL's layout at `lake_uri` on the local S3."""
-    from sklearn.datasets import load_iris
-
+    """A published iris version at `lake_uri` on the local S3 (bucket created if missing)."""
     _ensure_bucket(settings, lake_uri.split("://", 1)[1].split("/", 1)[0])
-    iris = load_iris()
-    frame = pd.DataFrame(iris.data, columns=FEATURES).astype("float64")
-    frame["label"] = iris.target.astype("int32")
-    frame = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    test, train = frame.iloc[:30], frame.iloc[30:]
-    date, version = lake.new_version()
-    base = lake.version_uri(lake_uri, "iris", date, version)
-    for split, part in (("train", train), ("test", test), ("rejects", test.iloc[:0])):
-        fs, path = lake.filesystem(lake.join(base, split, "part-0.parquet"), settings)
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path, filesystem=fs)
-    manifest = lake.build_manifest(
-        dataset="iris",
-        version=version,
-        raw_uri="sklearn:iris",
-        features=FEATURES,
-        label="species",
-        classes=CLASSES,
-        seed=3,
-        test_fraction=0.2,
-        counts={None: len(frame)},
-        train_rows=len(train),
-        test_rows=len(test),
-        base_uri=base,
-    )
-    fs, path = lake.filesystem(lake.join(base, lake.MANIFEST), settings)
-    with fs.open_output_stream(path) as fh:
-        fh.write(json.dumps(manifest).encode())
-    return manifest
+    return write_tiny_lake(lake_uri, settings=settings)
 
 
 # --- tune image: the RayJob ----------------------------------------------------------------
