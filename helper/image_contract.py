@@ -333,6 +333,13 @@ def _setpriv(uid: int, gid: int) -> list[str]:
     return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
 
 
+def _work_root() -> str | None:
+    for candidate in ("/var/tmp",):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return candidate
+    return None
+
+
 def _read_only(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
         mode = p.stat().st_mode
@@ -360,8 +367,9 @@ class Sandbox:
         root: Path = REPO_ROOT,
     ) -> Sandbox:
         """Copy what the image COPYs (read-only) and make `writable` mount points owned by
-        the uid. Lives in a fresh /tmp directory the uid can enter; `remove()` deletes it."""
-        work = Path(tempfile.mkdtemp(prefix="image-contract-"))
+        the uid. Lives in a fresh directory the uid can enter; `remove()` deletes it."""
+        # not under /tmp: pods mount their own /tmp, and a host path there would look like one
+        work = Path(tempfile.mkdtemp(prefix="image-contract-", dir=_work_root()))
         work.chmod(0o755)
         spec = parse_dockerfile(dockerfile)
         box = cls(work, uid, gid, spec)
@@ -434,10 +442,10 @@ class Sandbox:
 
     def argv(self, command: Iterable[str]) -> list[str]:
         """The command with `python` as the sandbox interpreter and container paths mapped."""
-        cmd = list(command)
+        cmd = [self._map_arg(c) for c in command]
         if cmd and cmd[0] in {"python", "python3"}:
             cmd[0] = self.python
-        return [*_setpriv(self.uid, self.gid), *(self._map_arg(c) for c in cmd)]
+        return [*_setpriv(self.uid, self.gid), *cmd]
 
     def _map_arg(self, arg: str) -> str:
         flag, eq, value = arg.partition("=")
