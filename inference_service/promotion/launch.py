@@ -121,6 +121,14 @@ class JobLauncher:
         except LaunchError as exc:
             self._delete(name)  # ours, and it cannot finish: free the lock
             raise LaunchError(f"{exc} (Job {self.namespace}/{name} deleted)", exc.code) from None
+        except Exception as exc:
+            if _status(exc) is None:
+                raise
+            self._delete(name)  # e.g. 403 on the ConfigMap: the pod would wait for it forever
+            raise LaunchError(
+                f"Kubernetes API refused a call: {_status(exc)} {getattr(exc, 'reason', '')} "
+                f"(Job {self.namespace}/{name} deleted)"
+            ) from None
         return Outcome(code, log, detail)
 
     def _clear_finished(self, name: str, deadline: float) -> None:
@@ -381,6 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"launch: {exc}", file=sys.stderr)
         write_summary(f"## Promotion not run\n\n{exc}\n")
         return exc.code
+    except Exception as exc:  # the API said no before the Job existed (403, 422, ...)
+        if _status(exc) is None:
+            raise
+        print(
+            f"launch: Kubernetes API: {_status(exc)} {getattr(exc, 'reason', '')}", file=sys.stderr
+        )
+        return EXIT_ERROR
     write_summary(summary_markdown(outcome, job["metadata"]["name"]))
     if outcome.detail:
         print(f"launch: {outcome.detail}", file=sys.stderr)

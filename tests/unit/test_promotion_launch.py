@@ -9,6 +9,7 @@ import io
 import itertools
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -277,3 +278,32 @@ def test_summary_is_the_promotions_report_or_the_log_tail(tmp_path):
     path = tmp_path / "summary.md"
     launch.write_summary(text, str(path))
     assert path.read_text() == REPORT
+
+
+def test_an_api_refusal_after_the_job_exists_deletes_it():
+    fake = FakeKube()
+
+    def forbidden(namespace, body):
+        raise ApiException(status=403, reason="Forbidden")
+
+    fake.create_namespaced_config_map = forbidden
+    with pytest.raises(LaunchError) as err:
+        launcher(fake).run(job_manifest(), CANDIDATE, timeout_s=600)
+    assert err.value.code == 1 and "403" in str(err.value)
+    assert "promotion" in fake.deleting  # its pod would wait for the ConfigMap forever
+
+
+def test_cli_refuses_bad_input_before_touching_the_cluster(tmp_path, capsys):
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump(job_manifest()))
+    assert launch.main(["--manifest", str(manifest), "--env", "NOEQUALS"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err
+    missing = tmp_path / "no.env.best_run"
+    assert launch.main(["--manifest", str(manifest), "--best-run", str(missing)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump_all([job_manifest(), job_manifest()]))
+    best = tmp_path / ".env.best_run"
+    best.write_text(CANDIDATE)
+    assert launch.main(["--manifest", str(two), "--best-run", str(best)]) == 1
+    assert "exactly one Job" in capsys.readouterr().err
