@@ -273,32 +273,27 @@ def local_secrets(settings: Settings, extra: Mapping[tuple[str, str], str] | Non
 
 
 def _interpreter_for(uid: int, gid: int, work: Path) -> str:
-    """A Python with this environment's packages that `uid` can execute.
+    """A Python with this environment's packages, but not this repo, that `uid` can run.
 
-    The venv's interpreter may live under a directory only root can enter (/root/.pyenv);
-    then a venv of the system's python3 of the same minor version is made, reading this
-    environment's site-packages through a .pth file.
+    Always a fresh venv (of this interpreter's base, or of the system's python3 of the same
+    minor version when the base lives where only root can enter, e.g. /root/.pyenv) that
+    reads this environment's site-packages through a plain .pth line. A path added that way
+    does not process its own .pth files, so the repo's editable install stays out and the
+    entry point sees only the image's copy of the code.
     """
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [Path(sys.executable), Path(f"/usr/bin/python{minor}")]
-    for candidate in candidates:
-        if not candidate.exists():
+    base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    candidates = [base, Path(f"/usr/bin/python{minor}")]
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for i, candidate in enumerate(candidates):
+        if not candidate.exists() or not _open_to_all(candidate):
             continue
-        if candidate == Path(sys.executable):
-            if _open_to_all(candidate) and _can_run(uid, gid, str(candidate)):
-                return str(candidate)
-            continue
-        if candidate != Path(sys.executable):
-            venv = work / "python"
-            if not (venv / "bin" / "python").exists():
-                subprocess.run(
-                    [str(candidate), "-m", "venv", "--without-pip", str(venv)], check=True
-                )
-                site = venv / "lib" / f"python{minor}" / "site-packages"
-                paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-                (site / "outer-env.pth").write_text("\n".join(sorted(paths)) + "\n")
-            if _can_run(uid, gid, str(venv / "bin" / "python")):
-                return str(venv / "bin" / "python")
+        venv = work / f"python{i}"
+        subprocess.run([str(candidate), "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = venv / "lib" / f"python{minor}" / "site-packages"
+        (site / "outer-env.pth").write_text("\n".join(paths) + "\n")
+        if _can_run(uid, gid, str(venv / "bin" / "python")):
+            return str(venv / "bin" / "python")
     raise ContractError(
         f"no Python {minor} that uid {uid} can execute (tried {[str(c) for c in candidates]})"
     )
