@@ -363,8 +363,9 @@ class Sandbox:
     ) -> Sandbox:
         """Copy what the image COPYs (read-only) and make `writable` mount points owned by
         the uid. Lives in a fresh directory the uid can enter; `remove()` deletes it."""
-        # not under /tmp: pods mount their own /tmp, and a host path there would look like one
-        work = Path(tempfile.mkdtemp(prefix="image-contract-", dir=_work_root()))
+        # not under /tmp: pods mount their own /tmp, and a host path there would look like one;
+        # short names: Ray's socket paths under TMPDIR must stay below 108 bytes
+        work = Path(tempfile.mkdtemp(prefix="ic-", dir=_work_root()))
         work.chmod(0o755)
         spec = parse_dockerfile(dockerfile)
         box = cls(work, uid, gid, spec)
@@ -380,7 +381,7 @@ class Sandbox:
         for top in tops:
             box.paths[top] = image / top.lstrip("/")
         for mount in writable:
-            box.paths[mount.rstrip("/")] = box.directory(f"mount{len(box.paths)}")
+            box.paths[mount.rstrip("/")] = box.directory(f"m{len(box.paths)}")
         box.python = _interpreter_for(uid, gid, work)
         return box
 
