@@ -1,7 +1,7 @@
 """The ETL job under the Spark the cluster runs (3.5.6 in the Stackable image) gives the same
 output as under the main environment's PySpark: the same job file, the same raw data (iris
 plus every kind of malformed line), compared on reject counts by reason, the rejected lines
-themselves, split sizes per class and the manifest's fields.
+themselves, split sizes per class, the rows of each split and the manifest's fields.
 
 The second environment is its own locked project (tests/envs/spark35); this module syncs it
 (`uv sync --frozen`, a no-op when current), so `./task test` / `.ci/run` need nothing else.
@@ -91,10 +91,17 @@ def outputs(lake_uri: Path) -> dict:
         split: Counter(pq.read_table(manifest["paths"][split]).column("label").to_pylist())
         for split in ("train", "test")
     }
+    rows = {
+        split: sorted(
+            tuple(r.values()) for r in pq.read_table(manifest["paths"][split]).to_pylist()
+        )
+        for split in ("train", "test")
+    }
     rejects = pq.read_table(manifest["paths"]["rejects"]).to_pylist()
     return {
         "manifest": {k: v for k, v in manifest.items() if k not in PER_RUN},
         "per_class": per_class,
+        "rows": rows,  # the same rows on the same side, not only the same counts
         "rejects": sorted((r["raw_line"], r["reason"]) for r in rejects),
     }
 
@@ -111,4 +118,5 @@ def test_the_job_gives_the_same_output_under_spark_35_and_the_main_pyspark(
     assert b["manifest"] == a["manifest"]
     assert b["per_class"] == a["per_class"]
     assert b["rejects"] == a["rejects"]
+    assert b["rows"] == a["rows"]
     assert sum(a["per_class"]["test"].values()) == a["manifest"]["test_rows"] > 0
