@@ -24,6 +24,12 @@ TASK_SECRETS = {
     "predictor-auth": "serve:auth-secret",
     "ghcr-pull": "platform:pull-secret",
 }
+# Other objects a workload needs that its own target does not render: (kind, name) -> the task
+# that creates them. tests/cluster/test_consistency.py checks each claim.
+TASK_OBJECTS = {
+    ("ServiceAccount", "promotion"): "serve:deploy",  # serving base: promotion-rbac.yaml
+    ("ConfigMap", "promotion-candidate"): "serve:promote:cluster",  # promotion.launch
+}
 PULL_SECRET = "ghcr-pull"  # pragma: allowlist secret (a Secret name)
 PLACEHOLDER = "set-by-stack"
 BUCKET_ENVS = {"MLP_S3_BUCKET"}
@@ -206,7 +212,7 @@ def reference_findings(obj: dict, known: set[tuple[str, str]]) -> list[str]:
 
 def known_objects(objs: list[dict]) -> set[tuple[str, str]]:
     found = {(o.get("kind", ""), (o.get("metadata") or {}).get("name", "")) for o in objs}
-    return found | {("Secret", name) for name in TASK_SECRETS}
+    return found | {("Secret", name) for name in TASK_SECRETS} | set(TASK_OBJECTS)
 
 
 # --- putting it together ----------------------------------------------------------------------

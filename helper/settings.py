@@ -9,6 +9,7 @@ import time: call `get_settings()`.
 from __future__ import annotations
 
 import functools
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -278,6 +279,25 @@ class Settings(BaseSettings):
         return v
 
     # --- derived -----------------------------------------------------------------
+    def state_dir_problem(self) -> str | None:
+        """Why `state_dir` cannot hold this process's files, or None when it can.
+
+        Checked by the entry points that write there (tuning, promotion) before they start
+        anything slow: in a pod the image's /app is read-only, so the default
+        `<repo>/.local` fails deep inside Ray or MLflow with a traceback instead.
+        """
+        path = Path(self.state_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            return (
+                f"state_dir: {path} is not writable ({exc.strerror or exc}); set MLP_STATE_DIR "
+                "to a writable directory (in a pod: an emptyDir mount)"
+            )
+        return None
+
     @property
     def dataset(self) -> DatasetSpec:
         return load_dataset_spec(self.dataset_config)

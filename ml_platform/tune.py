@@ -353,7 +353,7 @@ def preflight(settings: Settings, need_lake: bool = True) -> list[str]:
     """Problems that would make a session fail late (after Ray's slow start), found early."""
     import requests
 
-    problems = []
+    problems = [p for p in (settings.state_dir_problem(),) if p]  # Tune's storage_path
     try:
         requests.get(f"{settings.tracking_uri}/health", timeout=5).raise_for_status()
     except requests.RequestException as exc:

@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inference_service.state import StateError
 
     settings = get_settings()
+    problem = settings.state_dir_problem()  # the lock and the reports live there
+    if problem:
+        print(f"{args.cmd}: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         target = make_target(args.target, settings)
         if args.cmd == "promote":

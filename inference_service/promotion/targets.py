@@ -9,6 +9,7 @@ render the patched InferenceService and validate it against the CRD schema offli
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -306,6 +307,34 @@ def tag_urls(isvc: dict) -> Endpoints:
     return Endpoints(status["url"], tags["prev"], tags["latest"])
 
 
+def load_cluster_config(token_file: str | None = None, cert_file: str | None = None) -> str:
+    """Configure the `kubernetes` client; returns which configuration was used.
+
+    In a pod (the promotion Job) the ServiceAccount's in-cluster credentials, scoped by its
+    Role; elsewhere (a laptop, `task promote TARGET=kserve`) the kubeconfig from KUBECONFIG
+    or ~/.kube/config. The file arguments exist for tests; the defaults are the kubelet's.
+    """
+    from kubernetes import config
+    from kubernetes.config import incluster_config
+
+    try:
+        incluster_config.InClusterConfigLoader(
+            token_filename=token_file or incluster_config.SERVICE_TOKEN_FILENAME,
+            cert_filename=cert_file or incluster_config.SERVICE_CERT_FILENAME,
+        ).load_and_set()
+        return "in-cluster"
+    except config.ConfigException:
+        pass
+    try:  # KUBECONFIG read now, not when the kubernetes package was imported
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    except (config.ConfigException, OSError) as exc:
+        raise ServiceError(
+            "kubernetes: not in a pod (no service account token) and no usable kubeconfig "
+            f"(KUBECONFIG={os.environ.get('KUBECONFIG', '~/.kube/config')}): {exc}"
+        ) from None
+    return "kubeconfig"
+
+
 class KServeTarget:
     """Patches the InferenceService through the Kubernetes API and reads its status."""
 
@@ -322,9 +351,9 @@ class KServeTarget:
     @property
     def api(self):
         if self._api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            config.load_kube_config()  # KUBECONFIG from the environment (CI: a secret)
+            load_cluster_config()
             self._api = client.CustomObjectsApi()
         return self._api
 

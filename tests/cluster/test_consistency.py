@@ -293,3 +293,18 @@ def test_stack_values_of_each_overlay_are_its_stacks(rendered):
         (stack,) = stacks.overlay_stacks(path)
         text = json.dumps(objs)
         assert stacks.read_stack(stack)["MLP_S3_BUCKET"] in text, label
+
+
+def test_every_object_claimed_by_a_task_is_made_there():
+    """TASK_OBJECTS' claims hold: the promotion's ServiceAccount is in what `serve:deploy`
+    applies (every serving overlay), its candidate ConfigMap is the one the launcher creates."""
+    from inference_service.promotion import launch
+
+    assert set(consistency.TASK_OBJECTS.values()) <= _tasks()
+    claims = dict(consistency.TASK_OBJECTS)
+    assert claims.pop(("ConfigMap", launch.CANDIDATE_CONFIGMAP)) == "serve:promote:cluster"
+    assert claims.pop(("ServiceAccount", "promotion")) == "serve:deploy"
+    for env in ("dev", "prod"):
+        objs = validate.render(REPO_ROOT / "inference_service/k8s/overlays" / env)
+        assert "ServiceAccount/promotion" in {validate.object_name(o) for o in objs}
+    assert claims == {}

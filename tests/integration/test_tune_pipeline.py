@@ -29,8 +29,11 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 
-def write_tiny_lake(lake_uri: str, rows_per_class: int = 40, seed: int = 7) -> dict:
-    """A published lake version in the ETL's layout, from scikit-learn's bundled iris."""
+def write_tiny_lake(
+    lake_uri: str, rows_per_class: int = 40, seed: int = 7, settings: Settings | None = None
+) -> dict:
+    """A published lake version in the ETL's layout, from scikit-learn's bundled iris; a
+    local path or, with `settings` naming the S3 endpoint, an s3:// / s3a:// URI."""
     from sklearn.datasets import load_iris
 
     iris = load_iris()
@@ -49,9 +52,10 @@ def write_tiny_lake(lake_uri: str, rows_per_class: int = 40, seed: int = 7) -> d
     date, version = lake.new_version()
     base = lake.version_uri(lake_uri, "iris", date, version)
     for split, part in (("train", train), ("test", test), ("rejects", test.iloc[:0])):
-        Path(base, split).mkdir(parents=True, exist_ok=True)
+        fs, path = lake.filesystem(lake.join(base, split), settings)
+        fs.create_dir(path, recursive=True)
         table = pa.Table.from_pandas(part, preserve_index=False)
-        pq.write_table(table, f"{base}/{split}/part-0.parquet")
+        pq.write_table(table, f"{path}/part-0.parquet", filesystem=fs)
     manifest = lake.build_manifest(
         dataset="iris",
         version=version,
@@ -66,7 +70,9 @@ def write_tiny_lake(lake_uri: str, rows_per_class: int = 40, seed: int = 7) -> d
         test_rows=len(test),
         base_uri=base,
     )
-    Path(base, "manifest.json").write_text(json.dumps(manifest))
+    fs, path = lake.filesystem(lake.join(base, lake.MANIFEST), settings)
+    with fs.open_output_stream(path) as fh:
+        fh.write(json.dumps(manifest).encode())
     return manifest
 
 
