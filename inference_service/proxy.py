@@ -9,7 +9,7 @@ carries `x-revision` (champion | canary, from a map keyed by the slot that answe
 the predictor's own `x-model-version`.
 
 Robustness is HAProxy's: `option httpchk` on the model's v2 ready route takes a dead slot
-out of rotation within ~1 s, and until then `retry-on all-retryable-errors` with
+out of rotation within ~2 s, and until then `retry-on all-retryable-errors` with
 `option redispatch` replays a failed request (refused, reset, empty answer, 5xx) on the
 other slot — inference is idempotent and `http-request wait-for-body` keeps the body for
 the replay (bodies up to `tune.bufsize`, i.e. every single-row request). The bearer token
@@ -141,6 +141,7 @@ def render_config(
         "    timeout http-request 30s",
         "    timeout http-keep-alive 60s",
         "    timeout queue 10s",
+        "    timeout check 3s",  # a loaded 2-core machine answers a ready probe late, not never
         "",
         f"frontend {FRONTEND}",
         f"    bind {settings.serve_host}:{settings.serve_port}",
@@ -185,7 +186,7 @@ def render_config(
         f"    http-response set-header x-revision %[srv_name,map({f.roles},unknown)]",
     ]
     lines += [
-        f"    server {server_name(p)} 127.0.0.1:{p} weight {w[p]} check inter 500ms fall 2 rise 1"
+        f"    server {server_name(p)} 127.0.0.1:{p} weight {w[p]} check inter 1s fall 2 rise 1"
         for p in ports
     ]
     lines += [
@@ -343,4 +344,4 @@ class Proxy:
         return out
 
     def is_up(self, port: int) -> bool:
-        return self.servers().get(port, {}).get("status", "").startswith("UP")
+        return self.servers().get(port, {}).get("status") == "UP"  # not "UP 1/2": going down

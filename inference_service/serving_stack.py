@@ -136,7 +136,7 @@ class ServingStack:
 
         `resume_only` serves only what was deployed before (the pipeline uses it after the
         promotion, so a model the gates stopped is not served behind their back)."""
-        st = self.state()
+        saved = st = self.state()
         if st is None and resume_only:
             raise StateError("nothing has been deployed yet (the promotion deployed no model)")
         if st is None:
@@ -150,7 +150,8 @@ class ServingStack:
                 msg = f"canary {st.canary.version} did not start, 0 % to it: {exc}"
                 print(msg, file=sys.stderr)
                 st = st.model_copy(update={"canary_percent": 0})
-        save_state(self.state_path, st)
+        if st is not saved:  # an `up` of what already runs leaves the state file alone
+            save_state(self.state_path, st)
         self.proxy().start(st)
         prometheus_local.start(self.settings)
         return st

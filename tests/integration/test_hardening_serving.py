@@ -199,7 +199,7 @@ def test_canary_sigkilled_under_load_loses_no_request_and_gets_no_traffic(secure
     )
     assert answered == n and result.statuses == Counter({200: n})
     assert result.header_values["2"] > 0  # the canary did answer before it died
-    time.sleep(1.5)  # HAProxy's health check (every 0.5 s, down after 2 fails) has noticed
+    time.sleep(2.5)  # HAProxy's health check (every 1 s, down after 2 fails) has noticed
     after = load(secured.infer(), BODY, requests=300, concurrency=4, warmup=0,
                  extra_headers=secured.auth)  # fmt: skip
     assert after.statuses == Counter({200: 300})

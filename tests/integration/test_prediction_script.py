@@ -26,7 +26,9 @@ def endpoint(tmp_path_factory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("predict")
     models = save_iris_models(tmp / "models")
     settings = load_settings(
-        state_dir=tmp / "state", serve_port=free_port(), predictor_ports=(free_port(), free_port()),
+        state_dir=tmp / "state",
+        serve_port=free_port(),
+        predictor_ports=(free_port(), free_port()),
         proxy_stats_port=free_port(),
         prometheus_port=free_port(),
     )
