@@ -125,6 +125,11 @@ def test_valid_v2_and_v1_requests(serving):
     assert ready.status_code == 200 and ready.json()["ready"] is True
     meta = requests.get(f"{serving.url}/v2/models/{serving.name}", timeout=5).json()
     assert [i["name"] for i in meta["inputs"]] == FEATURES
+    status = serving.stack.status()  # what `task serve:status` prints
+    champ = str(serving.stack.state().champion.port)
+    assert status["proxy_servers"][champ]["status"] == "UP"
+    assert status["proxy_servers"][champ]["weight"] == 100
+    assert all(status["processes"][p] for p in ("haproxy", "prometheus", f"predictor-{champ}"))
 
 
 def _named_with(feature: str, **change) -> dict:
