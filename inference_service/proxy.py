@@ -9,10 +9,11 @@ carries `x-revision` (champion | canary, from a map keyed by the slot that answe
 the predictor's own `x-model-version`.
 
 Robustness is HAProxy's: `option httpchk` on the model's v2 ready route takes a dead slot
-out of rotation within ~2 s, and until then `retry-on all-retryable-errors` with
-`option redispatch` replays a failed request (refused, reset, empty answer, 5xx) on the
-other slot — inference is idempotent and `http-request wait-for-body` keeps the body for
-the replay (bodies up to `tune.bufsize`, i.e. every single-row request). The bearer token
+out of rotation within ~2 s (at its first refused connection, with `observe layer4`), and
+until then `retry-on all-retryable-errors` with `option redispatch` replays a failed
+request (refused, reset, empty answer, 5xx) on the other slot — inference is idempotent
+and `http-request wait-for-body` keeps the body for the replay (bodies up to
+`tune.bufsize`, i.e. every single-row request). The bearer token
 and the body limit are the predictor's rules (inference_service.auth) enforced as ACLs
 before a request reaches a slot; the token comes from the environment (`"${MLP_AUTH_TOKEN}"`
 is expanded by HAProxy), so it is never written to the generated file.
@@ -186,7 +187,10 @@ def render_config(
         f"    http-response set-header x-revision %[srv_name,map({f.roles},unknown)]",
     ]
     lines += [
+        # observe layer4 ... mark-down: the first refused connection takes a dead slot out at
+        # once, so a redispatched retry cannot draw it again before the next health check.
         f"    server {server_name(p)} 127.0.0.1:{p} weight {w[p]} check inter 1s fall 2 rise 1"
+        " observe layer4 error-limit 1 on-error mark-down"
         for p in ports
     ]
     lines += [
@@ -310,15 +314,22 @@ class Proxy:
             raise ProxyError(f"HAProxy runtime API at {self.files.socket}: {exc}") from exc
         return b"".join(chunks).decode(errors="replace")
 
-    def apply(self, state: ServingState | None) -> None:
-        """Roles and weights of `state`, live; the files follow so a restart matches."""
+    def apply(self, state: ServingState | None, with_roles: bool = True) -> None:
+        """Weights (and roles) of `state`, live; the files follow so a restart matches.
+
+        `with_roles=False` leaves `x-revision` as it was: a slot losing all its traffic keeps
+        naming itself what it was while its last requests drain (`apply_roles` after)."""
         ports = self.settings.predictor_ports
         self.write_files(state)
-        for port, role in roles(state, ports).items():
-            self._ok(self.command(f"set map {self.files.roles} {server_name(port)} {role}"))
+        if with_roles:
+            self.apply_roles(state)
         # Raise before lowering: at no moment do both slots weigh 0.
         for port, weight in sorted(weights(state, ports).items(), key=lambda kv: -kv[1]):
             self._ok(self.command(f"set weight {BACKEND}/{server_name(port)} {weight}"))
+
+    def apply_roles(self, state: ServingState | None) -> None:
+        for port, role in roles(state, self.settings.predictor_ports).items():
+            self._ok(self.command(f"set map {self.files.roles} {server_name(port)} {role}"))
 
     @staticmethod
     def _ok(answer: str) -> None:

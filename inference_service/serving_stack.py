@@ -217,8 +217,11 @@ class ServingStack:
     def promote(self) -> ServingState:
         st = self._require_state()
         new = promoted(st)
-        self._route(new)
+        save_state(self.state_path, new)
+        proxy = self.proxy()
+        proxy.apply(new, with_roles=False)  # the old champion's last answers still say so
         self.drain(st.champion.port)
+        proxy.apply_roles(new)
         self._slot_process(st.champion.port).stop()
         return new
 
