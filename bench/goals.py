@@ -36,7 +36,7 @@ def serving_vs_mlserver(parts: dict) -> Goal:
 
 
 def canary_cost(parts: dict) -> Goal:
-    """Throughput lost by going through the gateway instead of calling the predictor,
+    """Throughput lost by going through the canary proxy instead of calling the predictor,
     single rows at 1 and at 8 connections; met only when every measured case is within."""
     goal, target = "canary routing cost (10 %, single-row c=1 and c=8)", "<= 10 % of throughput"
     costs, texts = {}, []

@@ -144,7 +144,9 @@ def start_mlserver(env_dir: Path, model_dir: Path, model_name: str, work: Path) 
 
 def start_canary(model_dir: Path, model_name: str, work: Path, percent: int) -> Running:
     """The local canary: champion + canary predictors (same model, versions 1 and 2) behind
-    the gateway at `percent` % — the platform's own serving stack on private ports/state."""
+    HAProxy at `percent` %, with the local Prometheus scraping them every second — the
+    platform's own serving stack as `serve:up` runs it, on private ports and state."""
+    from inference_service import prometheus_local
     from inference_service.serving_stack import ServingStack
     from inference_service.state import Revision, ServingState, save_state, state_file
 
@@ -152,6 +154,9 @@ def start_canary(model_dir: Path, model_name: str, work: Path, percent: int) -> 
         state_dir=work / "canary-state",
         serve_port=free_port(),
         predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
+        auth_token=None,
     )
     ports = settings.predictor_ports
     state = ServingState(
@@ -163,7 +168,7 @@ def start_canary(model_dir: Path, model_name: str, work: Path, percent: int) -> 
     save_state(state_file(settings), state)
     stack = ServingStack(settings)
     procs = [stack.predictor(model_name, state.champion), stack.predictor(model_name, state.canary)]
-    # Both predictors load at the same time (start-up is mostly imports); the gateway last.
+    # Both predictors load at the same time (start-up is mostly imports); the proxy last.
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(p.start, 180) for p in procs]
     errors = [f.exception() for f in futures if f.exception() is not None]
@@ -171,9 +176,13 @@ def start_canary(model_dir: Path, model_name: str, work: Path, percent: int) -> 
     try:
         if errors:
             raise errors[0]
-        gateway = stack.gateway()
-        gateway.start(timeout=60)
-        started.append(gateway)
+        proxy = stack.proxy()
+        proxy.start(state)
+        started.append(proxy.process())
+        for port in ports:
+            stack.wait_in_rotation(port)
+        prometheus_local.start(settings)
+        started.append(prometheus_local.process(settings))
     except Exception:
         for p in reversed(started):
             p.stop()

@@ -1,9 +1,10 @@
 """Part 1 — serving: the same model and requests through each configuration, one after another.
 
 Configurations: (a) our predictor's native path, (b) MLflow pyfunc inside the same server,
-(c) MLServer 1.7.1 + mlserver-mlflow in its own environment, (d) the local canary gateway
-at 10 %. Cases: single-row v2 requests at concurrency 1 and 8, batches of 100 and 10,000
-rows at concurrency 1. Figures: throughput, p50/p99 latency, peak server RSS while loaded.
+(c) MLServer 1.7.1 + mlserver-mlflow in its own environment, (d) the local canary (HAProxy
+splitting two predictor slots) at 10 %, with its Prometheus scraping. Cases: single-row v2
+requests at concurrency 1 and 8, batches of 100 and 10,000 rows at concurrency 1. Figures:
+throughput, p50/p99 latency, peak server RSS while loaded.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def _canary(ctx: BenchContext, model_dir: Path, name: str, bodies: dict[str, Pat
         n = 100 if ctx.smoke else 1000
         result["version_split"] = version_split(url, bodies["single_c1"].read_bytes(), n)
         result["canary_percent"] = CANARY_PERCENT
-        result["rss_note"] = "gateway + champion + canary predictors"
+        result["rss_note"] = "HAProxy + champion + canary predictors + Prometheus"
         return result
     finally:
         running.stop()

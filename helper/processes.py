@@ -1,6 +1,6 @@
 """Background processes tracked by pid files.
 
-Local services (S3, MLflow, predictors, gateway) are started in their own
+Local services (S3, MLflow, predictors, HAProxy, Prometheus) are started in their own
 session so that stopping one signals its whole process group: MLflow's web
 workers and any other children go with it, and nothing is orphaned.
 """

@@ -194,23 +194,37 @@ class Settings(BaseSettings):
     )
     # --- serving: local canary (inference_service/serving_stack.py) --------------
     predictor_ports: tuple[int, int] = Field(
-        (8091, 8092), description="the two local predictor slots behind the gateway on serve_port"
+        (8091, 8092), description="the two local predictor slots behind the proxy on serve_port"
+    )
+
+    # --- progressive delivery (issue 13): proxy, metrics, analysis --------------------
+    # HAProxy (inference_service/proxy.py) splits serve_port between the predictor slots;
+    # its Prometheus exporter and stats page listen on proxy_stats_port. A local Prometheus
+    # (inference_service/prometheus_local.py) scrapes both; the promotion's analysis
+    # (inference_service/promotion/analysis.yaml) reads only Prometheus.
+    proxy_stats_port: int = Field(8404, ge=1, le=65535, description="HAProxy exporter/stats")
+    prometheus_port: int = Field(9090, ge=1, le=65535, description="local Prometheus")
+    prometheus_url: str = Field(
+        "", description="Prometheus the local analysis queries; default: the local one"
+    )
+    cluster_prometheus_url: str = Field(
+        "http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
+        description="Prometheus the kserve target's analysis queries (platform/ installs it)",
+    )
+    prometheus_scrape_interval_s: float = Field(
+        1.0, ge=0.2, le=60.0, description="local scrape interval; analysis steps last seconds"
+    )
+    prometheus_retention: str = Field(
+        "6h", pattern=r"^\d+[smhdwy]$", description="local TSDB retention (storage stays small)"
+    )
+    analysis_spec: Path = Field(
+        REPO_ROOT / "inference_service" / "promotion" / "analysis.yaml",
+        description="canary steps and metric checks (YAML, inference_service/promotion/spec.py)",
     )
 
     # --- promotion (inference_service/promotion) -----------------------------------
-    # Gates use `metric`/`min_metric` above; these are the canary and analysis thresholds.
-    promote_canary_percent: int = Field(10, ge=1, le=100, description="canary traffic share")
-    promote_window_requests: int = Field(
-        200, ge=10, description="analysis window: held-out rows replayed per revision"
-    )
-    promote_max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="canary 5xx share")
-    promote_max_p95_ratio: float = Field(
-        3.0, gt=0.0, description="canary p95 latency may be at most this times the champion's"
-    )
-    promote_max_p95_ms: float = Field(250.0, gt=0.0, description="absolute canary p95 ceiling")
-    promote_min_agreement: float = Field(
-        0.9, ge=0.0, le=1.0, description="share of replayed rows where canary == champion"
-    )
+    # Gates use `metric`/`min_metric` above; canary steps and checks live in the analysis
+    # spec (`analysis_spec` below), not here.
     promote_max_regression: float = Field(
         0.02, ge=0.0, description="held-out metric may be worse than the champion's by this"
     )
@@ -254,9 +268,13 @@ class Settings(BaseSettings):
             self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
         if not self.tracking_uri:
             self.tracking_uri = f"http://127.0.0.1:{self.mlflow_port}"
+        if not self.prometheus_url:
+            self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
         if not self.artifacts_destination:
             self.artifacts_destination = f"s3://{self.s3_bucket}/mlflow"
         _check_http(self.tracking_uri, "tracking_uri")
+        _check_http(self.prometheus_url, "prometheus_url")
+        _check_http(self.cluster_prometheus_url, "cluster_prometheus_url")
         for name in ("raw_uri", "lake_uri", "artifacts_destination"):
             _check_uri(getattr(self, name), name)
         return self

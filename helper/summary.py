@@ -64,6 +64,10 @@ def summary_lines(settings: Settings) -> list[str]:
         f"/v2/models/{settings.registered_model_name}/infer"
     )
     lines.append(f"MLflow UI {settings.tracking_uri}")
+    lines.append(
+        f"metrics   Prometheus {settings.prometheus_url}, HAProxy stats "
+        f"http://127.0.0.1:{settings.proxy_stats_port}/stats"
+    )
     return lines
 
 

@@ -1,11 +1,11 @@
-"""Request guard for the predictor and the gateway: bearer token and body-size limit.
+"""Request guard for the predictor: bearer token and body-size limit.
 
-The predictor uses the ASGI middleware below; the gateway (not an ASGI app) calls the
-same functions from its HTTP layer, so both enforce the same rules before any parsing
-or model code runs:
+The predictor uses the ASGI middleware below; the local proxy (HAProxy,
+inference_service.proxy) enforces the same rules as ACLs generated from the same
+settings, so both refuse before any parsing or model code runs:
 
 * when `auth_token` is set, every route except the probes (health, ready, server
-  metadata, the gateway's state) needs `Authorization: Bearer <token>`; the
+  metadata, metrics) needs `Authorization: Bearer <token>`; the
   comparison is constant-time (`hmac.compare_digest`) so response timing does not
   leak how much of a guess was right. A refusal is 401 with a one-line reason.
 * a body above `max_body_bytes` is refused with 413 naming the limit, before it
@@ -21,10 +21,11 @@ import hmac
 import json
 import re
 
-# Probes must work without a token (kubelet, the gateway's readiness loop, the test harness).
+# Probes must work without a token (kubelet, HAProxy's health checks, Prometheus, the tests).
+# inference_service.proxy.OPEN_PATHS is the same list for HAProxy.
 _OPEN_PATHS = re.compile(
     r"^/(?:"
-    r"|v2|v2/health/(?:live|ready)|metrics|gateway/state"  # server-level probes/metadata
+    r"|v2|v2/health/(?:live|ready)|metrics"  # server-level probes/metadata
     r"|v2/models/[^/]+(?:/versions/[^/]+)?/ready"  # v2 model readiness
     r"|v1/models/[^/:]+"  # v1 model readiness
     r")/?$"

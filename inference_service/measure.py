@@ -2,9 +2,10 @@
 
 `python -m inference_service.measure --model_dir DIR [--requests N]` starts one
 predictor that serves the model natively and, as `<name>-pyfunc`, through
-MLflow's pyfunc (same process, same model), plus the gateway in front of it,
-and prints JSON: single-row v2 req/s and p50/p99 for both paths, the gateway's
-added p50 against calling the predictor directly, and a 10,000-row batch.
+MLflow's pyfunc (same process, same model), plus HAProxy in front of it (the
+local traffic splitter, `inference_service.proxy`), and prints JSON: single-row v2
+req/s and p50/p99 for both paths, the proxy's added p50 against calling the
+predictor directly, and a 10,000-row batch.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from helper.processes import ManagedProcess, free_port, http_ok
-from helper.settings import get_settings
+from helper.settings import load_settings
 from inference_service.loadgen import load
-from inference_service.state import Revision, ServingState, save_state
+from inference_service.proxy import Proxy
+from inference_service.state import Revision, ServingState
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -43,8 +45,8 @@ def batch_body(rows: int, n_features: int = 4, seed: int = 0) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
-def gateway_overhead(direct: str, via_gw: str, body: bytes, rounds: int, per_round: int) -> dict:
-    """Alternate direct and gateway runs so background load hits both alike; median of p50s."""
+def proxy_overhead(direct: str, via_gw: str, body: bytes, rounds: int, per_round: int) -> dict:
+    """Alternate direct and proxied runs so background load hits both alike; median of p50s."""
     p50_direct, p50_gw = [], []
     for _ in range(rounds):
         p50_direct.append(load(direct, body, requests=per_round).percentile_ms(50))
@@ -52,13 +54,12 @@ def gateway_overhead(direct: str, via_gw: str, body: bytes, rounds: int, per_rou
     added = [g - d for g, d in zip(p50_gw, p50_direct, strict=True)]
     return {
         "direct_p50_ms": [round(v, 3) for v in p50_direct],
-        "gateway_p50_ms": [round(v, 3) for v in p50_gw],
+        "proxy_p50_ms": [round(v, 3) for v in p50_gw],
         "added_p50_ms_median": round(sorted(added)[len(added) // 2], 3),
     }
 
 
 def measure(model_dir: Path, requests: int = 3000, name: str = "bench", rounds: int = 5) -> dict:
-    settings = get_settings()
     tmp = Path(tempfile.mkdtemp(prefix="serve-measure-"))
     port, gw_port = free_port(), free_port()
     env = {"MLP_STATE_DIR": str(tmp)}
@@ -70,24 +71,21 @@ def measure(model_dir: Path, requests: int = 3000, name: str = "bench", rounds: 
         run_dir=tmp, log_dir=tmp, port=port, env=env,
         health=lambda: http_ok(f"http://127.0.0.1:{port}/v2/models/{name}/ready"),
     )  # fmt: skip
-    state_path = tmp / "serving" / "state.json"
-    save_state(
-        state_path,
-        ServingState(
-            model_name=name, champion=Revision(version="1", storage_uri=str(model_dir), port=port)
-        ),
+    settings = load_settings(
+        state_dir=tmp,
+        serve_port=gw_port,
+        predictor_ports=(port, free_port()),
+        proxy_stats_port=free_port(),
+        auth_token=None,
     )
-    gateway = ManagedProcess(
-        name="measure-gateway",
-        argv=[sys.executable, "-m", "inference_service.gateway", "--port", str(gw_port),
-              "--state_file", str(state_path), "--host", settings.serve_host],  # fmt: skip
-        run_dir=tmp, log_dir=tmp, port=gw_port, env=env,
-        health=lambda: http_ok(f"http://127.0.0.1:{gw_port}/gateway/state"),
-    )  # fmt: skip
+    state = ServingState(
+        model_name=name, champion=Revision(version="1", storage_uri=str(model_dir), port=port)
+    )
+    proxy = Proxy(settings)
     out: dict = {}
     try:
         predictor.start(timeout=120)
-        gateway.start(timeout=60)
+        proxy.start(state)
         body = single_row_body()
         direct = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
         via_gw = f"http://127.0.0.1:{gw_port}/v2/models/{name}/infer"
@@ -98,9 +96,9 @@ def measure(model_dir: Path, requests: int = 3000, name: str = "bench", rounds: 
         out["native_batch_10000"] = load(direct, big, requests=30, warmup=3).summary()
         n, p = out["native_single_row"], out["pyfunc_single_row"]
         out["ratio_native_over_pyfunc"] = round(n["req_per_s"] / p["req_per_s"], 2)
-        out["gateway"] = gateway_overhead(direct, via_gw, body, rounds, requests // rounds)
+        out["proxy"] = proxy_overhead(direct, via_gw, body, rounds, requests // rounds)
     finally:
-        gateway.stop()
+        proxy.stop()
         predictor.stop()
     return out
 

@@ -19,6 +19,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
 from helper.settings import Settings
+from inference_service import metrics
 from inference_service.model_loader import LoadedModel, fetch_model, load_model
 from inference_service.request_parsing import rows_from_v1, rows_from_v2
 
@@ -36,6 +37,7 @@ class MlflowPredictor(Model):
         engine: str = "auto",
         model_version: str | None = None,
         class_names: list[str] | None = None,
+        revision: str = "local",
     ):
         super().__init__(name, return_response_headers=True)
         if (model_dir is None) == (storage_uri is None):
@@ -46,6 +48,7 @@ class MlflowPredictor(Model):
         self.engine = engine
         self.model_version = model_version or ""
         self.class_names = class_names
+        self.revision = revision  # metrics label: K_REVISION in Knative, the slot's name locally
         self.max_rows = settings.max_batch_rows
         self.model: LoadedModel | None = None
 
@@ -71,8 +74,13 @@ class MlflowPredictor(Model):
         m = self.model
         if m.predict_proba is not None:
             proba = m.predict_proba(x)
-            return proba.argmax(axis=1), proba
-        return m.predict_labels(x), None
+            labels = proba.argmax(axis=1)
+        else:
+            labels, proba = m.predict_labels(x), None
+        values, counts = np.unique(labels, return_counts=True)
+        keys = self._names(values) or [str(v) for v in values]
+        metrics.count_predictions(self.name, self.revision, zip(keys, counts.tolist(), strict=True))
+        return labels, proba
 
     def _names(self, labels: np.ndarray) -> list[str] | None:
         if not self.class_names or labels.dtype.kind not in "iu":

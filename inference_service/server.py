@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from helper.settings import Settings, get_settings
+from inference_service import metrics
 from inference_service.auth import RequestGuard
 from inference_service.predictor import MlflowPredictor
 
@@ -82,8 +83,9 @@ class JsonContentType:
 
 
 class LocalModelServer(kserve.ModelServer):
-    """kserve's ModelServer with a configurable bind address (upstream hard-codes 0.0.0.0)
-    and malformed bodies answered with 400 + a one-line message instead of FastAPI's 422."""
+    """kserve's ModelServer with a configurable bind address (upstream hard-codes 0.0.0.0),
+    malformed bodies answered with 400 + a one-line message instead of FastAPI's 422, and
+    per-revision request metrics on kserve's own `/metrics` (inference_service.metrics)."""
 
     def __init__(
         self,
@@ -91,6 +93,8 @@ class LocalModelServer(kserve.ModelServer):
         host: str,
         auth_token: str | None = None,
         max_body_bytes: int | None = None,
+        revision: str = "local",
+        model_names: Sequence[str] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,8 +104,10 @@ class LocalModelServer(kserve.ModelServer):
         app.add_exception_handler(RequestValidationError, _validation_error_handler)
         app.add_exception_handler(HTTPException, _http_error_handler)
         app.add_middleware(JsonContentType)
-        # Outermost: token and body size are checked before anything parses the body.
+        # Token and body size are checked before anything parses the body.
         app.add_middleware(RequestGuard, token=auth_token, max_body_bytes=max_body_bytes)
+        # Outside the guard: counts what the client got, its 401/413 refusals included.
+        app.add_middleware(metrics.RequestMetrics, revision=revision, models=model_names)
 
     async def _serve(self):
         # start() builds the REST server, then runs _serve(); uvicorn reads the host at bind time.
@@ -131,6 +137,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--host", default=settings.serve_host, help="bind address")
     p.add_argument("--engine", choices=["auto", "native", "pyfunc"], default="auto")
     p.add_argument("--model_version", default=None, help="reported as x-model-version")
+    p.add_argument(
+        "--revision",
+        default=metrics.revision_from_env(),
+        help="metrics label naming this revision (default: $K_REVISION, set by Knative)",
+    )
     p.add_argument("--enable_grpc", action="store_true", help="also serve gRPC v2")
     p.add_argument("--grpc_port", type=_port, default=None)
     p.add_argument(
@@ -153,7 +164,12 @@ def _class_names(settings: Settings, features: list[str]) -> list[str] | None:
 def build_models(args: argparse.Namespace, settings: Settings) -> list[MlflowPredictor]:
     source = {"model_dir": args.model_dir} if args.model_dir else {"storage_uri": args.storage_uri}
     main = MlflowPredictor(
-        args.model_name, settings, engine=args.engine, model_version=args.model_version, **source
+        args.model_name,
+        settings,
+        engine=args.engine,
+        model_version=args.model_version,
+        revision=args.revision,
+        **source,
     )
     main.load()
     main.class_names = _class_names(settings, main.model.features)
@@ -165,6 +181,7 @@ def build_models(args: argparse.Namespace, settings: Settings) -> list[MlflowPre
             model_dir=main.model.model_dir,
             engine="pyfunc",
             model_version=args.model_version,
+            revision=args.revision,
         )
         twin.load()
         twin.class_names = main.class_names
@@ -186,9 +203,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.host,
         args.http_port,
     )
+    for m in models:
+        metrics.init_series(m.name, args.revision, m.class_names or ())
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     LocalModelServer(
-        host=args.host, auth_token=token, max_body_bytes=settings.max_body_bytes, **server_kwargs
+        host=args.host,
+        auth_token=token,
+        max_body_bytes=settings.max_body_bytes,
+        revision=args.revision,
+        model_names=[m.name for m in models],
+        **server_kwargs,
     ).start(models)
 
 

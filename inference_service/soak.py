@@ -8,7 +8,7 @@ client: on 2 cores it takes CPU from the server, so req/s is a lower bound;
 Debian's `wrk` measures the server alone, see the hardening figures note).
 
 Run: `python -m inference_service.soak [--duration 60] [--concurrency 8] [--url URL]`
-(default URL: the local gateway; the bearer token is sent when `auth_token` is set).
+(default URL: the local proxy; the bearer token is sent when `auth_token` is set).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 This mirrors an InferenceService with `canaryTrafficPercent`: the newest
 revision gets `canary_percent` of the traffic, the last promoted one the rest.
 Transitions are pure functions returning a new state, so they can be tested
-without processes; `save_state` writes atomically (temp file + rename) so the
-gateway, which re-reads the file when it changes, never sees half a document,
-and the state survives restarts of every serving process.
+without processes; `save_state` writes atomically (temp file + rename) so a reader
+never sees half a document, and the state survives restarts of every serving
+process (HAProxy's config is generated from it at start, its runtime API follows it).
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ class ServingState(BaseModel):
         if self.canary and canary_share:
             out.append(("canary", self.canary, canary_share))
         return out
+
+
+def revision_name(model_name: str, version: str) -> str:
+    """The local revision name (the `revision` label of the predictor's metrics); in a
+    Knative pod the same label carries the Knative revision (K_REVISION)."""
+    return f"{model_name}-v{version}"
 
 
 def state_file(settings: Settings) -> Path:

@@ -1,170 +1,34 @@
-"""Canary analysis: replay held-out rows, measure each revision, decide.
+"""Progressive canary analysis on live metrics: step the weight up, query Prometheus, decide.
 
-The window has three streams over the same rows: through the public endpoint (what
-users see: every request must get an answer, from either revision), and straight to the
-champion and to the canary (so both score the *same* inputs: agreement, and errors and
-p95 latency per revision). `decide` is pure so thresholds are tested without servers.
+Flagger's loop, for a target that can set a canary share: canary at `stepWeight` → wait
+`interval` → evaluate every metric check of the spec against Prometheus → all passed: next
+step (up to `maxWeight`, then promote); any failed: one failed check, the weight stays;
+`threshold` failed checks: roll back. "No data" fails a check (a dead canary reports
+nothing). The analysis never times its own requests: where no user traffic flows, a
+bounded load step (`ReplayLoad`) replays the held-out split through the public endpoint
+and the predictors' own metrics are what is judged — the same queries a cluster runs on
+real users' traffic.
 """
 
 from __future__ import annotations
 
+import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Protocol
 
 from inference_service.promotion.gates import Check
-
-
-@dataclass
-class RevisionStats:
-    """Requests sent straight to one revision, and what came back."""
-
-    requests: int = 0
-    errors: int = 0  # 5xx or no answer at all
-    latencies_ms: list[float] = field(default_factory=list)
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    @property
-    def p95_ms(self) -> float | None:
-        return float(np.percentile(self.latencies_ms, 95)) if self.latencies_ms else None
-
-    def summary(self) -> dict:
-        p95 = self.p95_ms
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "error_rate": round(self.error_rate, 4),
-            "p95_ms": None if p95 is None else round(p95, 2),
-        }
-
-
-@dataclass
-class Window:
-    """Everything measured during one analysis window."""
-
-    champion: RevisionStats = field(default_factory=RevisionStats)
-    canary: RevisionStats = field(default_factory=RevisionStats)
-    compared: int = 0  # rows both revisions answered
-    agreed: int = 0
-    endpoint_requests: int = 0
-    endpoint_answered: int = 0  # a non-5xx answer, from whichever revision
-    endpoint_by_version: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def agreement(self) -> float | None:
-        return self.agreed / self.compared if self.compared else None
-
-    def summary(self) -> dict:
-        agreement = self.agreement
-        return {
-            "champion": self.champion.summary(),
-            "canary": self.canary.summary(),
-            "compared_rows": self.compared,
-            "agreement": None if agreement is None else round(agreement, 4),
-            "endpoint": {
-                "requests": self.endpoint_requests,
-                "answered": self.endpoint_answered,
-                "lost": self.endpoint_requests - self.endpoint_answered,
-                "by_version": dict(self.endpoint_by_version),
-            },
-            "seconds": round(self.seconds, 2),
-        }
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    max_error_rate: float
-    max_p95_ratio: float
-    max_p95_ms: float
-    min_agreement: float
-
-    @classmethod
-    def from_settings(cls, settings) -> Thresholds:
-        return cls(
-            max_error_rate=settings.promote_max_error_rate,
-            max_p95_ratio=settings.promote_max_p95_ratio,
-            max_p95_ms=settings.promote_max_p95_ms,
-            min_agreement=settings.promote_min_agreement,
-        )
-
-
-# Sub-millisecond p95s are noise on a shared machine: the ratio is taken against at least this.
-P95_FLOOR_MS = 1.0
-
-
-def decide(window: Window, t: Thresholds) -> list[Check]:
-    """One check per criterion; the canary passes only if all pass."""
-    can, champ = window.canary, window.champion
-    checks = []
-    err_ok = can.requests > 0 and can.error_rate <= t.max_error_rate
-    checks.append(
-        Check(
-            "error_rate",
-            err_ok,
-            f"canary errors {can.errors}/{can.requests} ({can.error_rate:.2%}) "
-            f"vs max {t.max_error_rate:.2%}; champion {champ.errors}/{champ.requests}",
-            {"canary": can.error_rate, "champion": champ.error_rate, "max": t.max_error_rate},
-        )
-    )
-    cp95, hp95 = can.p95_ms, champ.p95_ms
-    if cp95 is None:
-        checks.append(Check("p95_latency", False, "canary answered no request", {}))
-    else:
-        limit = t.max_p95_ms
-        if hp95 is not None:
-            limit = min(limit, t.max_p95_ratio * max(hp95, P95_FLOOR_MS))
-        checks.append(
-            Check(
-                "p95_latency",
-                cp95 <= limit,
-                f"canary p95 {cp95:.2f} ms vs limit {limit:.2f} ms (champion p95 "
-                f"{hp95 if hp95 is None else round(hp95, 2)} ms, ratio {t.max_p95_ratio}, "
-                f"ceiling {t.max_p95_ms} ms)",
-                {"canary_ms": cp95, "champion_ms": hp95, "limit_ms": limit},
-            )
-        )
-    agreement = window.agreement
-    checks.append(
-        Check(
-            "agreement",
-            agreement is not None and agreement >= t.min_agreement,
-            f"canary agrees with champion on {window.agreed}/{window.compared} rows "
-            f"vs min {t.min_agreement:.0%}",
-            {"agreement": agreement, "min": t.min_agreement, "compared": window.compared},
-        )
-    )
-    lost = window.endpoint_requests - window.endpoint_answered
-    checks.append(
-        Check(
-            "endpoint",
-            lost == 0,
-            f"{window.endpoint_answered}/{window.endpoint_requests} endpoint requests answered",
-            {"lost": lost, "by_version": dict(window.endpoint_by_version)},
-        )
-    )
-    return checks
-
-
-# --- traffic -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One HTTP exchange as the analysis needs it; status 0 = no answer (connection error)."""
-
-    status: int
-    latency_ms: float
-    prediction: int | None = None
-    version: str | None = None
-
-
-Send = Callable[[str, dict], Reply]
+from inference_service.promotion.prom import Prometheus, PromQLError
+from inference_service.promotion.spec import (
+    PLACEHOLDERS,
+    AnalysisSpec,
+    AnalysisSpecError,
+    metric_names,
+    promql_duration,
+)
 
 
 def v2_body(features: Sequence[str], row: Sequence[float]) -> dict:
@@ -179,68 +43,256 @@ def v2_body(features: Sequence[str], row: Sequence[float]) -> dict:
     }
 
 
-def http_sender(session, model_name: str, timeout: float = 10.0) -> Send:
-    """POST a v2 body to `<base>/v2/models/<name>/infer` and parse `predict` + the version."""
-    import requests
+# --- checks ---------------------------------------------------------------------------------
 
-    def send(base: str, body: dict) -> Reply:
-        start = time.perf_counter()
+
+def validate_queries(spec: AnalysisSpec, prom: Prometheus, settle_s: float = 0.0) -> None:
+    """Every query parses and names only metrics Prometheus has, before any traffic moves.
+
+    A metric still missing after `settle_s` (a Prometheus that just started has not
+    scraped yet) is unknown. Raises AnalysisSpecError naming the field (`metrics[i].query`)."""
+    wanted = set().union(*(metric_names(c.query) for c in spec.metrics))
+    deadline = time.monotonic() + settle_s
+    known = prom.metric_names()
+    while not wanted <= known and time.monotonic() < deadline:
+        time.sleep(0.5)
+        known = prom.metric_names()
+    sample = dict.fromkeys(PLACEHOLDERS, "validation")
+    sample |= {"interval": "1m", "elapsed": "1m"}
+    for i, check in enumerate(spec.metrics):
+        where = f"analysis spec metrics[{i}].query ({check.name})"
+        missing = sorted(metric_names(check.query) - known)
+        if missing:
+            raise AnalysisSpecError(
+                f"{where}: unknown metric '{missing[0]}' (no scraped target exports it)"
+            )
         try:
-            resp = session.post(f"{base}/v2/models/{model_name}/infer", json=body, timeout=timeout)
-        except requests.RequestException:
-            return Reply(0, (time.perf_counter() - start) * 1000)
-        ms = (time.perf_counter() - start) * 1000
-        pred = None
-        if resp.status_code == 200:
-            try:
-                outputs = {o["name"]: o for o in resp.json()["outputs"]}
-                pred = int(outputs["predict"]["data"][0])
-            except (ValueError, KeyError, IndexError, TypeError):
-                pred = None
-        return Reply(resp.status_code, ms, pred, resp.headers.get("x-model-version"))
-
-    return send
+            prom.query(check.render(sample))
+        except PromQLError as exc:
+            raise AnalysisSpecError(f"{where}: bad PromQL: {exc}") from None
 
 
-def _failed(reply: Reply) -> bool:
-    return reply.status == 0 or reply.status >= 500
+def wait_observed(prom: Prometheus, revision: str, timeout_s: float, poll_s: float = 0.5) -> None:
+    """Until Prometheus holds a sample of the revision's request counter (bounded)."""
+    from inference_service.promotion.registry import PromotionError
+
+    query = f'count(inference_requests_total{{revision="{revision}"}})'
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if prom.query(query):
+            return
+        if time.monotonic() >= deadline:
+            raise PromotionError(
+                f"Prometheus at {prom.url} has no metrics of revision {revision} after "
+                f"{timeout_s:.0f} s: is the predictor scraped?"
+            )
+        time.sleep(poll_s)
 
 
-def run_window(
-    send: Send,
-    endpoint: str,
-    champion: str,
-    canary: str,
-    rows: Iterable[dict],
-) -> Window:
-    """Replay each body through the endpoint and straight to both revisions."""
-    w = Window()
-    start = time.perf_counter()
-    for body in rows:
-        via = send(endpoint, body)
-        w.endpoint_requests += 1
-        if not _failed(via):
-            w.endpoint_answered += 1
-            key = via.version or "?"
-            w.endpoint_by_version[key] = w.endpoint_by_version.get(key, 0) + 1
-        answers = []
-        for stats, base in ((w.champion, champion), (w.canary, canary)):
-            reply = send(base, body)
-            stats.requests += 1
-            if _failed(reply):
-                stats.errors += 1
-            else:
-                stats.latencies_ms.append(reply.latency_ms)
-            answers.append(reply.prediction)
-        if None not in answers:
-            w.compared += 1
-            w.agreed += int(answers[0] == answers[1])
-    w.seconds = time.perf_counter() - start
-    return w
+def evaluate(spec: AnalysisSpec, prom: Prometheus, values: dict[str, str]) -> list[Check]:
+    """Every metric check once; a query error counts as no data for that check."""
+    checks = []
+    for check in spec.metrics:
+        query = check.render(values)
+        try:
+            value = prom.query(query)
+            note = ""
+        except PromQLError as exc:
+            value, note = None, f" (query failed: {exc})"
+        passed = check.judge(value)
+        shown = "no data" if value is None else f"{value:.4g}"
+        checks.append(
+            Check(
+                check.name,
+                passed,
+                f"{check.name} = {shown}, wanted {check.bounds()}{note}",
+                {"value": value, "min": check.min, "max": check.max, "query": query},
+            )
+        )
+    return checks
 
 
-def window_bodies(features: Sequence[str], rows: np.ndarray, size: int) -> list[dict]:
-    """`size` request bodies cycling over the held-out rows (a small test set repeats)."""
-    if len(rows) == 0:
-        raise ValueError("rows: the held-out test set is empty")
-    return [v2_body(features, rows[i % len(rows)]) for i in range(size)]
+# --- the progressive loop ------------------------------------------------------------------
+
+
+class SteppedTarget(Protocol):
+    """What the loop needs from a target (see promotion.targets)."""
+
+    scrape_interval_s: float
+
+    def set_canary_weight(self, percent: int) -> None: ...
+
+
+@dataclass
+class Step:
+    weight: int
+    checks: list[Check]
+    failed_checks: int  # cumulative, compared with the spec's threshold
+    seconds: float
+    load: dict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def as_dict(self) -> dict:
+        return {
+            "weight": self.weight,
+            "passed": self.passed,
+            "failed_checks": self.failed_checks,
+            "seconds": round(self.seconds, 2),
+            "checks": [c.as_dict() for c in self.checks],
+            "load": self.load,
+        }
+
+
+@dataclass
+class Verdict:
+    decision: str  # "promote" | "rollback"
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        """The failed checks of the last step (what decided a rollback)."""
+        return [c for c in self.steps[-1].checks if not c.passed] if self.steps else []
+
+
+Load = Callable[[float], dict]
+
+
+def run_steps(
+    spec: AnalysisSpec,
+    target: SteppedTarget,
+    prom: Prometheus,
+    revisions: tuple[str, str],
+    *,
+    load: Load | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_step: Callable[[Step], None] | None = None,
+) -> Verdict:
+    """Step the canary up and judge each step (see module doc). `revisions` is
+    (champion, canary); the loop ends after at most len(weights) + threshold - 1 steps."""
+    champion, canary = revisions
+    scrape = target.scrape_interval_s
+    settle = 2 * scrape + 0.5  # the last scrape of the window has landed
+    verdict = Verdict("rollback")
+    started = clock()
+    weight, failed = spec.step_weight, 0
+    while True:
+        t0 = clock()
+        target.set_canary_weight(weight)
+        load_summary = load(spec.interval) if load else None
+        remaining = spec.interval - (clock() - t0)
+        if remaining > 0:
+            sleep(remaining)
+        sleep(settle)
+        window = max(clock() - t0, 4 * scrape)
+        values = {
+            "revision": canary,
+            "champion": champion,
+            "interval": promql_duration(window),
+            "elapsed": promql_duration(max(clock() - started, 4 * scrape)),
+        }
+        checks = evaluate(spec, prom, values)
+        ok = all(c.passed for c in checks)
+        failed += 0 if ok else 1
+        step = Step(weight, checks, failed, clock() - t0, load_summary)
+        verdict.steps.append(step)
+        if on_step:
+            on_step(step)
+        if failed >= spec.threshold:
+            verdict.decision = "rollback"
+            return verdict
+        if ok:
+            if weight >= spec.max_weight:
+                verdict.decision = "promote"
+                return verdict
+            weight = min(weight + spec.step_weight, spec.max_weight)
+
+
+# --- the load step -------------------------------------------------------------------------
+
+
+class ReplayLoad:
+    """`rps` x duration requests of the held-out rows, shuffled, through the endpoint.
+
+    Shuffled on every pass, so which rows each revision sees is random (the proxy splits
+    by `balance random`), not a fixed subset of an ordered replay. Counts what came back
+    — to report that no request was lost — but times nothing: the analysis reads Prometheus."""
+
+    def __init__(
+        self,
+        url: str,
+        bodies: Sequence[dict],
+        *,
+        rps: float,
+        concurrency: int,
+        headers: dict[str, str] | None = None,
+        seed: int = 0,
+        timeout: float = 30.0,
+    ):
+        if not bodies:
+            raise ValueError("bodies: the held-out test set is empty")
+        self.url = url
+        self.bodies = list(bodies)
+        self.rps = rps
+        self.concurrency = concurrency
+        self.headers = headers or {}
+        self.rng = random.Random(seed)
+        self.timeout = timeout
+        self.total = Counter()
+
+    def _order(self, n: int) -> list[dict]:
+        out: list[dict] = []
+        while len(out) < n:
+            batch = list(self.bodies)
+            self.rng.shuffle(batch)
+            out += batch
+        return out[:n]
+
+    def __call__(self, duration: float) -> dict:
+        import requests
+
+        n = max(1, round(self.rps * duration))
+        order = self._order(n)
+        start = time.monotonic()
+        lock = threading.Lock()
+        nxt = iter(range(n))
+        statuses: Counter = Counter()
+        revisions: Counter = Counter()
+
+        def worker() -> None:
+            with requests.Session() as s:
+                s.headers.update(self.headers)
+                while True:
+                    with lock:
+                        i = next(nxt, None)
+                    if i is None:
+                        return
+                    delay = start + i / self.rps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    try:
+                        r = s.post(self.url, json=order[i], timeout=self.timeout)
+                        key, rev = r.status_code, r.headers.get("x-revision", "?")
+                    except requests.RequestException as exc:
+                        key, rev = 0, f"no answer ({type(exc).__name__}: {exc})"[:200]
+                    with lock:
+                        statuses[key] += 1
+                        revisions[rev] += 1
+
+        threads = [threading.Thread(target=worker) for _ in range(self.concurrency)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failed = sum(c for s, c in statuses.items() if s == 0 or s >= 500)
+        self.total.update({"sent": n, "failed": failed})
+        return {
+            "sent": n,
+            "failed": failed,
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "by_revision": dict(revisions),
+            "seconds": round(time.monotonic() - start, 2),
+        }

@@ -1,8 +1,9 @@
-"""The promotion itself: gates -> canary -> analysis -> promote or roll back.
+"""The promotion itself: gates -> canary -> progressive analysis -> promote or roll back.
 
-Ordered so that every failure leaves production as it was: nothing gets traffic before
-all gates pass, the MLflow alias moves only after the target serves the new version at
-100 %, and a rollback touches neither the champion revision nor the alias.
+Ordered so that every failure leaves production as it was: the analysis spec is parsed
+and Prometheus asked to check its queries before anything gets traffic, nothing gets
+traffic before all gates pass, the MLflow alias moves only after the target serves the
+new version at 100 %, and a rollback touches neither the champion revision nor the alias.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from helper.processes import ServiceError
 from helper.settings import Settings
 from inference_service.promotion import registry
 from inference_service.promotion.analysis import (
-    Thresholds,
-    decide,
-    http_sender,
-    run_window,
+    ReplayLoad,
+    run_steps,
     v2_body,
-    window_bodies,
+    validate_queries,
+    wait_observed,
 )
 from inference_service.promotion.gates import (
     Check,
@@ -29,8 +29,10 @@ from inference_service.promotion.gates import (
     check_smoke,
 )
 from inference_service.promotion.lock import PromotionLock
+from inference_service.promotion.prom import Prometheus, PrometheusUnavailable
 from inference_service.promotion.registry import ModelRef, PromotionError
 from inference_service.promotion.report import PromotionReport, write_report
+from inference_service.promotion.spec import AnalysisSpec, load_spec
 from inference_service.promotion.targets import Target
 from inference_service.state import StateError
 
@@ -67,13 +69,16 @@ def candidate_from(best_run_file: Path, version: str | None = None) -> ModelRef:
 def promote(
     settings: Settings, target: Target, ref: ModelRef, gates_only: bool = False
 ) -> PromotionReport:
-    """Run the whole promotion under the lock; always returns (and writes) a report.
-    `gates_only` stops after the gates (CI's first job, before the approval)."""
+    """Run the whole promotion under the lock; returns (and writes) a report for every
+    decision. `gates_only` stops after the gates (CI's first job, before the approval).
+    A malformed analysis spec or an unreachable Prometheus raise PromotionError before
+    anything is deployed."""
+    spec = load_spec(settings.analysis_spec)  # a malformed spec stops here, nothing touched
     with lock_for(settings, f"{ref.name} v{ref.version} -> {target.name}"):
         start = time.monotonic()
         report = PromotionReport(ref.name, ref.version, target.name)
         try:
-            _promote(settings, target, ref, report, gates_only)
+            _promote(settings, target, ref, report, gates_only, spec)
         finally:
             report.seconds = time.monotonic() - start
             if report.outcome != "pending":
@@ -82,7 +87,12 @@ def promote(
 
 
 def _promote(
-    settings: Settings, target: Target, ref: ModelRef, report: PromotionReport, gates_only: bool
+    settings: Settings,
+    target: Target,
+    ref: ModelRef,
+    report: PromotionReport,
+    gates_only: bool,
+    spec: AnalysisSpec,
 ) -> None:
     client = registry.client(settings)
     current = target.deployed()
@@ -103,6 +113,14 @@ def _promote(
             "register a new version (nothing changed)",
         )
         return
+
+    # 0. Prometheus must answer and accept every query before anything else moves -------
+    prom = None
+    if current is not None and not gates_only:
+        target.prepare()
+        prom = Prometheus(target.prometheus_url)
+        prom.ready()
+        validate_queries(spec, prom, settle_s=5 * target.scrape_interval_s)
 
     # 1. gates -------------------------------------------------------------------------
     ref = _resolve_storage(client, ref, settings)
@@ -132,48 +150,74 @@ def _promote(
         _finish(report, "first_deploy", f"version {ref.version} deployed as the first champion")
         return
 
-    # 2. canary --------------------------------------------------------------------------
-    percent = settings.promote_canary_percent
-    report.canary_percent = percent
+    # 2. canary at the first step ----------------------------------------------------------
+    report.canary_percent = spec.step_weight
     try:
-        target.deploy_canary(ref, percent, settings.promote_ready_timeout_s)
+        target.deploy_canary(ref, spec.step_weight, settings.promote_ready_timeout_s)
+        revisions = target.revisions()
+        wait_observed(prom, revisions[1], settings.promote_ready_timeout_s)
     except (ServiceError, PromotionError, StateError) as exc:
         _safe_rollback(target, report)
         _finish(report, "rolled_back", f"canary did not become ready: {exc}")
         return
+    report.revisions = {"champion": revisions[0], "canary": revisions[1]}
 
-    # 3. analysis ------------------------------------------------------------------------
-    import requests
-
-    urls = target.endpoints()
-    bodies = window_bodies(features, x, settings.promote_window_requests)
-    with requests.Session() as session:
-        session.headers.update(auth_headers(settings))
-        window = run_window(
-            http_sender(session, target.served_name),
-            urls.endpoint,
-            urls.champion,
-            urls.canary,
-            bodies,
+    # 3. progressive analysis on Prometheus ---------------------------------------------
+    load = _load_step(settings, target, spec, features, x)
+    try:
+        verdict = run_steps(
+            spec,
+            target,
+            prom,
+            revisions,
+            load=load,
+            on_step=lambda step: report.steps.append(step.as_dict()),
         )
-    report.window = window.summary()
-    report.analysis = decide(window, Thresholds.from_settings(settings))
+    except (PrometheusUnavailable, ServiceError, StateError) as exc:
+        _safe_rollback(target, report)
+        _finish(report, "rolled_back", f"analysis interrupted, canary rolled back: {exc}")
+        return
+    finally:
+        if load is not None:
+            report.load = dict(load.total)
+    report.analysis = verdict.steps[-1].checks
 
     # 4. decision ------------------------------------------------------------------------
-    failed = [c for c in report.analysis if not c.passed]
-    if failed:
+    if verdict.decision != "promote":
+        failed = "; ".join(c.detail for c in verdict.failed)
         _safe_rollback(target, report)
         _finish(
             report,
             "rolled_back",
-            "canary rolled back, champion untouched: " + "; ".join(c.detail for c in failed),
+            f"canary rolled back after {verdict.steps[-1].failed_checks} failed check(s) "
+            f"(threshold {spec.threshold}), champion untouched: {failed}",
         )
         return
     target.promote(ref)
     registry.move_champion(client, ref)
     report.champion_after = ref.version
     report.canary_percent = 100
-    _finish(report, "promoted", f"version {ref.version} promoted to 100 % and alias champion")
+    weights = " -> ".join(f"{s.weight} %" for s in verdict.steps)
+    _finish(
+        report,
+        "promoted",
+        f"version {ref.version} promoted to 100 % and alias champion after {weights}",
+    )
+
+
+def _load_step(settings, target, spec: AnalysisSpec, features, x) -> ReplayLoad | None:
+    """The held-out split replayed through the endpoint, where the target wants one."""
+    url = target.load_url()
+    if spec.load is None or url is None:
+        return None
+    return ReplayLoad(
+        url,
+        [v2_body(features, row) for row in x],
+        rps=spec.load.rps,
+        concurrency=spec.load.concurrency,
+        headers=auth_headers(settings),
+        seed=settings.seed,
+    )
 
 
 def _finish(report: PromotionReport, outcome: str, reason: str) -> None:

@@ -1,7 +1,8 @@
 """The promotion's record: JSON for machines, Markdown for people (job log, step summary).
 
 Every outcome - promoted, rolled back, stopped at the gates, no-op - produces one,
-naming the numbers that decided it.
+naming the numbers that decided it: each analysis step's canary weight and each metric's
+value against its threshold.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ class PromotionReport:
     champion_after: str | None = None
     canary_percent: int | None = None
     gates: list[Check] = field(default_factory=list)
-    analysis: list[Check] = field(default_factory=list)
-    window: dict | None = None
+    analysis: list[Check] = field(default_factory=list)  # the checks of the last step
+    revisions: dict | None = None  # {"champion": ..., "canary": ...} as the queries select them
+    steps: list[dict] = field(default_factory=list)  # analysis.Step.as_dict() per step
+    load: dict | None = None  # the load step's totals (sent / failed), where one ran
     notes: list[str] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     seconds: float = 0.0
@@ -61,23 +64,40 @@ class PromotionReport:
             f"- wall time: {self.seconds:.1f} s",
         ]
         lines += [f"- note: {n}" for n in self.notes]
-        for title, checks in (("Gates", self.gates), ("Analysis", self.analysis)):
-            if checks:
-                lines += ["", f"### {title}", "", "| check | result | detail |", "|---|---|---|"]
-                lines += [
-                    f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.detail} |" for c in checks
-                ]
-        if self.window:
-            w = self.window
+        if self.gates:
+            lines += ["", "### Gates", "", "| check | result | detail |", "|---|---|---|"]
+            lines += [
+                f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.detail} |" for c in self.gates
+            ]
+        if self.steps:
+            revs = self.revisions or {}
             lines += [
                 "",
-                "### Window",
+                f"### Analysis (canary {revs.get('canary', '?')} vs champion "
+                f"{revs.get('champion', '?')})",
                 "",
-                f"- endpoint: {w['endpoint']['answered']}/{w['endpoint']['requests']} answered, "
-                f"by version {w['endpoint']['by_version']}",
-                f"- champion: {w['champion']}",
-                f"- canary: {w['canary']}",
-                f"- agreement: {w['agreement']} over {w['compared_rows']} rows in {w['seconds']} s",
+                "| step | canary weight | check | value | threshold | result |",
+                "|---|---|---|---|---|---|",
+            ]
+            for i, step in enumerate(self.steps, 1):
+                for c in step["checks"]:
+                    n = c["numbers"]
+                    value = "no data" if n.get("value") is None else f"{n['value']:.4g}"
+                    bounds = " and ".join(
+                        f"{op} {n[k]:g}"
+                        for op, k in ((">=", "min"), ("<=", "max"))
+                        if n.get(k) is not None
+                    )
+                    verdict = "pass" if c["passed"] else "FAIL"
+                    lines.append(
+                        f"| {i} | {step['weight']} % | {c['name']} | {value} | {bounds} | "
+                        f"{verdict} |"
+                    )
+        if self.load:
+            lines += [
+                "",
+                f"- load step: {self.load.get('sent', 0)} held-out requests through the "
+                f"endpoint, {self.load.get('failed', 0)} failed",
             ]
         return "\n".join(lines) + "\n"
 

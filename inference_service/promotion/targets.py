@@ -1,9 +1,11 @@
-"""Where a promotion acts: the local canary (gateway + two predictor slots) or KServe.
+"""Where a promotion acts: the local canary (HAProxy + two predictor slots) or KServe.
 
 Both implement `Target`. The flow never knows which one it drives, so the logic the
-local integration tests exercise is the logic CI runs against the cluster. The KServe
-patches are pure functions (`canary_patch`, `promote_patch`, ...) so the cluster test can
-render the patched InferenceService and validate it against the CRD schema offline.
+local integration tests exercise is the logic CI runs against the cluster: set a canary
+share, name the two revisions for the analysis' queries, promote or roll back. The KServe
+patches are pure functions (`canary_patch`, `step_patch`, `promote_patch`, ...) so the
+cluster test can render the patched InferenceService and validate it against the CRD
+schema offline.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from helper.processes import ServiceError, http_ok
+from helper.processes import ServiceError
 from helper.settings import Settings
 from inference_service.promotion.registry import ModelRef, PromotionError
+
+# The cluster Prometheus scrapes the predictor pods this often (platform/monitoring-values.yaml).
+CLUSTER_SCRAPE_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -28,24 +33,20 @@ class Deployed:
     canary_percent: int = 0
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """Base URLs: the public endpoint and each revision directly."""
-
-    endpoint: str
-    champion: str
-    canary: str
-
-
 class Target(Protocol):
     name: str
     served_name: str  # the model name in /v2/models/<name>/infer
+    prometheus_url: str  # where the analysis reads the revisions' metrics
+    scrape_interval_s: float
 
     def deployed(self) -> Deployed | None: ...
     def smoke(self, ref: ModelRef, body: dict) -> tuple[bool, float | None, str]: ...
+    def prepare(self) -> None: ...
     def deploy_first(self, ref: ModelRef) -> None: ...
     def deploy_canary(self, ref: ModelRef, percent: int, timeout_s: float) -> None: ...
-    def endpoints(self) -> Endpoints: ...
+    def set_canary_weight(self, percent: int) -> None: ...
+    def revisions(self) -> tuple[str, str]: ...
+    def load_url(self) -> str | None: ...
     def promote(self, ref: ModelRef) -> None: ...
     def rollback(self) -> None: ...
     def discard_warm(self) -> None: ...
@@ -69,7 +70,7 @@ def _timed_post(
 
 
 class LocalTarget:
-    """Drives `inference_service.serving_stack.ServingStack` (state.json + gateway)."""
+    """Drives `inference_service.serving_stack.ServingStack` (state.json + HAProxy)."""
 
     name = "local"
 
@@ -79,6 +80,8 @@ class LocalTarget:
         self.settings = settings
         self.stack = ServingStack(settings)
         self.served_name = settings.registered_model_name
+        self.prometheus_url = settings.prometheus_url
+        self.scrape_interval_s = settings.prometheus_scrape_interval_s
         self._warm = None  # the revision the smoke gate left running in the free slot
 
     def deployed(self) -> Deployed | None:
@@ -102,8 +105,9 @@ class LocalTarget:
 
     def smoke(self, ref: ModelRef, body: dict) -> tuple[bool, float | None, str]:
         """Start the model in the free predictor slot and time one answer. The state does not
-        name it, so it gets no traffic: nothing is deployed yet. A pass leaves it warm for the
-        canary step (one model load per promotion, not two); a failure stops it."""
+        name it and HAProxy gives the slot weight 0, so it gets no traffic: nothing is
+        deployed yet. A pass leaves it warm for the canary step (one model load per
+        promotion, not two); a failure stops it."""
         from inference_service.state import Revision
 
         rev = Revision(
@@ -134,12 +138,16 @@ class LocalTarget:
     def _revision(self, ref: ModelRef, port: int):
         from inference_service.state import Revision
 
-        warm = getattr(self, "_warm", None)
+        warm = self._warm
         if warm is not None and warm.version == ref.version and warm.port == port:
             return warm, True
         return Revision(
             version=ref.version, storage_uri=ref.storage_uri, port=port, run_id=ref.run_id
         ), False
+
+    def prepare(self) -> None:
+        """Champion, HAProxy and Prometheus running (no-op when they are)."""
+        self.stack.up()
 
     def deploy_first(self, ref: ModelRef) -> None:
         from inference_service.state import ServingState, save_state
@@ -147,17 +155,19 @@ class LocalTarget:
         rev, _ = self._revision(ref, self._slot())
         self.served_name = ref.name
         save_state(self.stack.state_path, ServingState(model_name=ref.name, champion=rev))
+        self._warm = None
         self.stack.up()
 
     def deploy_canary(self, ref: ModelRef, percent: int, timeout_s: float) -> None:
-        """Start the canary (bounded), route `percent` to it, wait until the gateway sees it.
-
-        Same steps as `ServingStack.canary`, but with the promotion's readiness timeout and
-        the predictor the smoke gate warmed; the state names the canary only once it is up."""
-        from inference_service.state import save_state, with_canary
+        """Start the canary (bounded), wait until HAProxy has it in rotation and Prometheus
+        has scraped its (zero) series, then give it `percent`. The state names the canary
+        only once it is up; its first requests are counted from a scraped zero."""
+        from inference_service.promotion.analysis import wait_observed
+        from inference_service.promotion.prom import Prometheus
+        from inference_service.state import revision_name, with_canary
 
         deadline = time.monotonic() + timeout_s
-        self.stack.up()  # champion + gateway running (no-op when they are)
+        self.stack.up()
         st = self.stack.state()
         rev, warm = self._revision(ref, self._slot())
         if st.canary is not None and st.canary.version == ref.version:
@@ -167,45 +177,42 @@ class LocalTarget:
         if not warm:
             proc.stop()  # whatever an earlier, rolled-back canary left in the slot
         proc.start(timeout=max(1.0, deadline - time.monotonic()))  # no-op when warm + healthy
-        save_state(self.stack.state_path, new)
-        gw = f"http://127.0.0.1:{self.settings.serve_port}/gateway/state"
-        while time.monotonic() < deadline:
-            if self._gateway_sees_ready(gw, rev.port):
-                return
-            time.sleep(0.25)
-        raise ServiceError(f"gateway did not see the canary on port {rev.port} ready in time")
+        self._warm = None
+        self.stack.wait_in_rotation(rev.port, timeout=max(1.0, deadline - time.monotonic()))
+        wait_observed(
+            Prometheus(self.prometheus_url),
+            revision_name(st.model_name, rev.version),
+            max(1.0, deadline - time.monotonic()),
+        )
+        self.stack._route(new)
 
-    @staticmethod
-    def _gateway_sees_ready(url: str, port: int) -> bool:
-        import requests
+    def set_canary_weight(self, percent: int) -> None:
+        self.stack.set_canary_percent(percent)
 
-        if not http_ok(url):
-            return False
-        return bool(requests.get(url, timeout=2).json().get("ready", {}).get(str(port)))
+    def revisions(self) -> tuple[str, str]:
+        from inference_service.state import revision_name
 
-    def endpoints(self) -> Endpoints:
         st = self.stack.state()
         if st is None or st.canary is None:
             raise PromotionError("no canary deployed")
-        host = "http://127.0.0.1"
-        return Endpoints(
-            f"{host}:{self.settings.serve_port}",
-            f"{host}:{st.champion.port}",
-            f"{host}:{st.canary.port}",
+        return (
+            revision_name(st.model_name, st.champion.version),
+            revision_name(st.model_name, st.canary.version),
         )
+
+    def load_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.settings.serve_port}/v2/models/{self.served_name}/infer"
 
     def promote(self, ref: ModelRef) -> None:
         self.stack.promote()
 
     def rollback(self) -> None:
-        """0 % to the canary first (the gateway re-reads state), then stop its process."""
+        """0 % to the canary (live through the runtime API), drain it, stop its process."""
         st = self.stack.state()
         if st is None or st.canary is None:
             self.discard_warm()  # a canary that never made it into the state
             raise PromotionError("no canary to roll back")
         self.stack.rollback()
-        time.sleep(0.5)  # > the gateway's state re-read interval: no request is in flight to it
-        self.stack.predictor(st.model_name, st.canary).stop()
 
 
 # --- KServe --------------------------------------------------------------------------------
@@ -214,26 +221,26 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MODEL_VERSION_ANN = "ml-platform.io/model-version"
 CHAMPION_ANN = "ml-platform.io/champion-version"
 ROLLED_BACK_ANN = "ml-platform.io/rolled-back-version"
-TAG_ROUTING_ANN = "serving.kserve.io/enable-tag-routing"
 
 
 def canary_patch(ref: ModelRef, percent: int) -> dict:
     """New revision with `storageUri`, `percent` of the traffic; KServe keeps the previous
-    ready revision for the rest. Tag routing gives `latest-`/`prev-` URLs for the analysis."""
+    ready revision for the rest (the analysis' first step)."""
     if not 0 < percent <= 100:
         raise ValueError(f"percent: {percent} is not in 1..100")
     return {
-        "metadata": {
-            "annotations": {
-                MODEL_VERSION_ANN: ref.version,
-                TAG_ROUTING_ANN: "true",
-                ROLLED_BACK_ANN: None,
-            }
-        },
+        "metadata": {"annotations": {MODEL_VERSION_ANN: ref.version, ROLLED_BACK_ANN: None}},
         "spec": {
             "predictor": {"canaryTrafficPercent": percent, "model": {"storageUri": ref.storage_uri}}
         },
     }
+
+
+def step_patch(percent: int) -> dict:
+    """The next analysis step: only the canary's share changes (no new revision)."""
+    if not 0 < percent <= 100:
+        raise ValueError(f"percent: {percent} is not in 1..100")
+    return {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
 
 
 def promote_patch(ref: ModelRef) -> dict:
@@ -295,16 +302,25 @@ def ready_at(isvc: dict, percent: int) -> bool:
     return any(t.get("latestRevision") and t.get("percent") == percent for t in traffic)
 
 
-def tag_urls(isvc: dict) -> Endpoints:
-    status = isvc.get("status") or {}
-    pred = (status.get("components") or {}).get("predictor") or {}
-    tags = {t.get("tag"): t.get("url") for t in pred.get("traffic") or [] if t.get("tag")}
-    if not (status.get("url") and tags.get("prev") and tags.get("latest")):
+def traffic_revisions(isvc: dict) -> tuple[str, str]:
+    """(champion, canary) Knative revision names from the status' traffic split: the
+    revision label the analysis' queries select (Knative sets K_REVISION in the pod)."""
+    pred = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
+    latest = prev = None
+    for t in pred.get("traffic") or []:
+        name = t.get("revisionName")
+        if not name or not t.get("percent"):
+            continue
+        if t.get("latestRevision"):
+            latest = name
+        else:
+            prev = name
+    if not (latest and prev):
         raise PromotionError(
-            "InferenceService status has no prev/latest tag URLs "
-            f"(is {TAG_ROUTING_ANN} set and the canary rolled out?)"
+            "InferenceService status names no previous + latest revision with traffic "
+            "(has the canary rolled out?)"
         )
-    return Endpoints(status["url"], tags["prev"], tags["latest"])
+    return prev, latest
 
 
 def load_cluster_config(token_file: str | None = None, cert_file: str | None = None) -> str:
@@ -339,9 +355,11 @@ class KServeTarget:
     """Patches the InferenceService through the Kubernetes API and reads its status."""
 
     name = "kserve"
+    scrape_interval_s = CLUSTER_SCRAPE_INTERVAL_S
 
     def __init__(self, settings: Settings, api=None, poll_s: float = 5.0):
         self.settings = settings
+        self.prometheus_url = settings.cluster_prometheus_url
         self.namespace = settings.kserve_namespace
         self.isvc = settings.kserve_isvc_name
         self.served_name = settings.kserve_isvc_name
@@ -412,9 +430,24 @@ class KServeTarget:
             ) from None
         self._wait(lambda isvc: ready_at(isvc, 100), self.settings.promote_ready_timeout_s)
 
+    def prepare(self) -> None:
+        """The InferenceService and the cluster's Prometheus exist already (platform/)."""
+
     def deploy_canary(self, ref: ModelRef, percent: int, timeout_s: float) -> None:
         self._patch(canary_patch(ref, percent))
         self._wait(lambda isvc: ready_at(isvc, percent), timeout_s)
+
+    def set_canary_weight(self, percent: int) -> None:
+        """One analysis step: patch canaryTrafficPercent, wait until the route carries it."""
+        self._patch(step_patch(percent))
+        self._wait(lambda isvc: ready_at(isvc, percent), self.settings.promote_ready_timeout_s)
+
+    def revisions(self) -> tuple[str, str]:
+        return traffic_revisions(self._get())
+
+    def load_url(self) -> str | None:
+        """None: in the cluster the analysis judges real users' traffic, it sends none."""
+        return None
 
     def _wait(self, done, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
@@ -425,9 +458,6 @@ class KServeTarget:
             if time.monotonic() >= deadline:
                 raise ServiceError(f"InferenceService {self.isvc} not ready in {timeout_s:.0f}s")
             time.sleep(self.poll_s)
-
-    def endpoints(self) -> Endpoints:
-        return tag_urls(self._get())
 
     def discard_warm(self) -> None:
         """The smoke load ran on the runner: nothing to stop."""

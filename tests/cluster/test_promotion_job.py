@@ -1,7 +1,8 @@
 """The promotion runs in the cluster, and its manifests agree with what they talk to.
 
 promote.yml only reaches the Kubernetes API (the launcher); the Job reaches MLflow through
-its Service and NetworkPolicy, the predictor through its NetworkPolicy and token, the
+its Service and NetworkPolicy (the analysis reads Prometheus and sends no traffic, so no
+predictor token), the
 InferenceService through a Role that allows exactly that; the RayJob keeps its state on an
 emptyDir. Read from the rendered overlays, so a rename on one side fails here.
 """
@@ -71,12 +72,9 @@ def _selector_labels(policy: dict) -> list[dict]:
     ]
 
 
-def test_job_pods_are_admitted_by_the_mlflow_and_predictor_network_policies(renders, job):
+def test_job_pods_are_admitted_by_the_mlflow_network_policy(renders, job):
     labels = job["spec"]["template"]["metadata"]["labels"]
-    for objs, name in (
-        (renders["ml"], "mlflow-ingress"),
-        (renders["serving"], "predictor-ingress"),
-    ):
+    for objs, name in ((renders["ml"], "mlflow-ingress"),):
         wanted = _selector_labels(one(objs, "NetworkPolicy", name))
         assert any(w.items() <= labels.items() for w in wanted), (name, wanted, labels)
 
@@ -89,7 +87,7 @@ def test_job_reaches_the_in_cluster_mlflow_service(renders, job, env):
     assert job["metadata"]["namespace"] == ns
 
 
-def test_job_gets_s3_keys_and_the_predictor_token_from_their_secrets(renders, env):
+def test_job_gets_s3_keys_from_their_secret_and_no_predictor_token(renders, env):
     refs = {
         name: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
         for name, e in env.items()
@@ -98,11 +96,7 @@ def test_job_gets_s3_keys_and_the_predictor_token_from_their_secrets(renders, en
     assert refs == {
         "AWS_ACCESS_KEY_ID": ("s3-credentials", "AWS_ACCESS_KEY_ID"),
         "AWS_SECRET_ACCESS_KEY": ("s3-credentials", "AWS_SECRET_ACCESS_KEY"),
-        "MLP_AUTH_TOKEN": ("predictor-auth", "token"),
     }
-    isvc = one(renders["serving"], "InferenceService")
-    served = {e["name"]: e for e in isvc["spec"]["predictor"]["model"].get("env", [])}
-    assert served["MLP_AUTH_TOKEN"]["valueFrom"] == env["MLP_AUTH_TOKEN"]["valueFrom"]
 
 
 def test_job_writes_only_to_emptydirs(pod, env):

@@ -1,6 +1,6 @@
 """Faults and exposure with real processes: a crashed MLflow parent, a killed ETL, open ports.
 
-* Exposure: with the local stack (S3 + MLflow) and serving (gateway + predictor)
+* Exposure: with the local stack (S3 + MLflow) and serving (HAProxy + predictor + Prometheus)
   up, every socket our process trees listen on is loopback.
 * Local stack: SIGKILL the MLflow parent started by `python -m helper.local_stack up`;
   its uvicorn child lives on holding the port; `down` must still end it (no orphans).
@@ -73,6 +73,8 @@ def running(tmp_path_factory) -> Iterator[Running]:
         mlflow_port=mlflow_port,
         serve_port=free_port(),
         predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
     )
     models = save_iris_models(tmp / "models")
     best = tmp / ".env.best_run"
@@ -91,11 +93,12 @@ def running(tmp_path_factory) -> Iterator[Running]:
 def test_every_socket_our_services_listen_on_is_loopback(running):
     report = local_report(running.settings)
     ports = running.settings.predictor_ports
-    expected = {"s3", "mlflow", "gateway", f"predictor-{ports[0]}"}
+    expected = {"s3", "mlflow", "haproxy", "prometheus", f"predictor-{ports[0]}"}
     assert expected <= set(report["services"]), report
     print(f"\nlisteners of our process trees: {report['listeners']}")
     s = running.settings
-    for port in (s.s3_port, s.mlflow_port, s.serve_port, ports[0]):
+    for port in (s.s3_port, s.mlflow_port, s.serve_port, ports[0], s.proxy_stats_port,
+                 s.prometheus_port):  # fmt: skip
         assert any(line.endswith(f":{port}") for line in report["listeners"]), (port, report)
     assert report["exposed"] == [], report["exposed"]
 

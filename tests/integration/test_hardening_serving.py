@@ -1,8 +1,8 @@
 """Serving with a bearer token configured, under sustained load and with a canary SIGKILLed.
 
-One local stack (gateway + champion + canary, real processes) with `auth_token`
+One local stack (HAProxy + champion + canary, real processes) with `auth_token`
 set at run time (a random value, never a literal in the repo). Checks: probes
-stay open, inference needs the token on the gateway AND on the predictor, the
+stay open, inference needs the token on the proxy AND on the predictor, the
 prediction script sends MLP_AUTH_TOKEN, a short soak has zero errors, and a
 canary killed with SIGKILL mid-load loses no request and gets no more traffic.
 The token-off path is what every other serving test (and the fuzz suite) runs.
@@ -42,12 +42,12 @@ BODY = (REPO_ROOT / "inference_service" / "input.json").read_bytes()
 class Secured:
     stack: ServingStack
     token: str
-    gateway: str
+    proxy: str
     name: str
     models: dict[str, Path]
 
     def url(self, port: int | None = None) -> str:
-        return f"http://127.0.0.1:{port}" if port else self.gateway
+        return f"http://127.0.0.1:{port}" if port else self.proxy
 
     def infer(self, port: int | None = None) -> str:
         return f"{self.url(port)}/v2/models/{self.name}/infer"
@@ -71,6 +71,8 @@ def secured(tmp_path_factory) -> Iterator[Secured]:
         state_dir=tmp / "state",
         serve_port=free_port(),
         predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
         auth_token=token,
     )
     best = tmp / ".env.best_run"
@@ -108,12 +110,14 @@ def test_probes_stay_open_without_a_token(secured):
         r = requests.get(f"{base}/v2/models/{secured.name}/ready", timeout=5)
         assert r.status_code == 200, (base, r.text)
     assert requests.get(f"{secured.url(champ)}/v2/health/ready", timeout=5).status_code == 200
-    assert requests.get(f"{secured.url()}/gateway/state", timeout=5).status_code == 200
+    assert requests.get(f"{secured.url(champ)}/metrics", timeout=5).status_code == 200
+    stats = secured.stack.settings.proxy_stats_port
+    assert requests.get(f"http://127.0.0.1:{stats}/metrics", timeout=5).status_code == 200
 
 
-@pytest.mark.parametrize("where", ["gateway", "predictor"])
+@pytest.mark.parametrize("where", ["proxy", "predictor"])
 def test_inference_requires_the_bearer_token(secured, where):
-    port = None if where == "gateway" else secured.stack.state().champion.port
+    port = None if where == "proxy" else secured.stack.state().champion.port
     url = secured.infer(port)
     cases = {
         "missing bearer token": {},
@@ -149,7 +153,7 @@ def test_prediction_script_sends_MLP_AUTH_TOKEN(secured):
 
 
 def test_sustained_load_has_zero_errors_and_bounded_rss(secured):
-    pids = [secured.pid("champion"), secured.pid("canary"), secured.stack.gateway().pid()]
+    pids = [secured.pid("champion"), secured.pid("canary"), secured.stack.proxy().process().pid()]
     report = soak(
         secured.infer(),
         BODY,
@@ -158,7 +162,7 @@ def test_sustained_load_has_zero_errors_and_bounded_rss(secured):
         pids=pids,
         extra_headers=secured.auth,
     )
-    print(f"\nsoak {SOAK_SECONDS:.0f}s c=8 through the gateway (token on): {report}")
+    print(f"\nsoak {SOAK_SECONDS:.0f}s c=8 through HAProxy (token on): {report}")
     assert report["errors"] == 0 and report["statuses"] == {200: report["requests"]}
     assert report["requests"] >= 20 * SOAK_SECONDS  # a very low floor: it must keep serving
     assert set(report["header_values"]) == {"1", "2"}
@@ -195,7 +199,7 @@ def test_canary_sigkilled_under_load_loses_no_request_and_gets_no_traffic(secure
     )
     assert answered == n and result.statuses == Counter({200: n})
     assert result.header_values["2"] > 0  # the canary did answer before it died
-    time.sleep(1.0)  # the gateway's readiness loop has noticed by now
+    time.sleep(2.5)  # HAProxy's health check (every 1 s, down after 2 fails) has noticed
     after = load(secured.infer(), BODY, requests=300, concurrency=4, warmup=0,
                  extra_headers=secured.auth)  # fmt: skip
     assert after.statuses == Counter({200: 300})

@@ -22,11 +22,15 @@ SCRIPT = REPO_ROOT / "inference_service" / "prediction"
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory) -> Iterator[tuple[str, str]]:
-    """Champion (xgboost, version 1) plus a 50 % canary (sklearn, version 2) behind the gateway."""
+    """Champion (xgboost, version 1) plus a 50 % canary (sklearn, version 2) behind HAProxy."""
     tmp = tmp_path_factory.mktemp("predict")
     models = save_iris_models(tmp / "models")
     settings = load_settings(
-        state_dir=tmp / "state", serve_port=free_port(), predictor_ports=(free_port(), free_port())
+        state_dir=tmp / "state",
+        serve_port=free_port(),
+        predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
     )
     best = tmp / ".env.best_run"
     best.write_text(f"MODEL_NAME=iris\nMODEL_VERSION=1\nSTORAGE_URI={models['xgboost']}\n")

@@ -1,18 +1,23 @@
-"""Promotion against the real local stack: S3 + MLflow (fixture), predictors + gateway.
+"""Progressive delivery against the real local stack: S3 + MLflow (session fixture),
+predictors, HAProxy and Prometheus (this module's serving stack).
 
 One module-scoped world: a lake with a held-out split, a registered model name of its
-own, and a champion deployed by the promotion's first-deploy path. The tests then run in
-file order against it (the good promotion last, since it changes the champion).
+own, a champion deployed by the promotion's first-deploy path, and an analysis spec that
+is the committed one with test-sized steps (2 s intervals). The tests then run in file
+order against it (the good promotion last, since it changes the champion). Every canary
+test runs a user hammering the endpoint throughout and counts its answers: none may fail.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +26,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+import yaml
 
 from helper.processes import free_port
 from helper.settings import REPO_ROOT, Settings, load_settings
 from inference_service.promotion import flow
-from inference_service.promotion.registry import CHAMPION_ALIAS, ModelRef
+from inference_service.promotion.registry import CHAMPION_ALIAS, ModelRef, PromotionError
+from inference_service.promotion.spec import AnalysisSpecError
 from inference_service.promotion.targets import LocalTarget
 from inference_service.state import load_state, state_file
 
@@ -92,13 +99,17 @@ def fit(
     return model.fit(train[features].astype("float64"), y)
 
 
-def register(settings: Settings, model, features: list[str], best_run: Path) -> ModelRef:
+def register(
+    settings: Settings, model, features: list[str], best_run: Path, fault: tuple | None = None
+) -> ModelRef:
     """Log + register like ml_platform.register (xgboost flavour, named double signature,
-    input example, explicit pins, alias challenger) and write the `.env.best_run` file."""
+    input example, explicit pins, alias challenger) and write the `.env.best_run` file.
+    `fault` = (kind, value): the model wrapped by inference_service.example_faults."""
     import mlflow
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
+    from inference_service.example_faults import log_faulty_model
     from ml_platform.register import resolve_storage_uri, write_env_file
     from ml_platform.tracking import model_pip_requirements
 
@@ -106,13 +117,16 @@ def register(settings: Settings, model, features: list[str], best_run: Path) -> 
     mlflow.set_experiment("promotion-tests")
     sample = pd.DataFrame(np.ones((2, len(features))), columns=features)
     with mlflow.start_run() as run:
-        info = mlflow.xgboost.log_model(
-            model,
-            name="model",
-            signature=infer_signature(sample, model.predict(sample)),
-            input_example=sample,
-            pip_requirements=model_pip_requirements(),
-        )
+        if fault:
+            info = log_faulty_model(model, features, *fault)
+        else:
+            info = mlflow.xgboost.log_model(
+                model,
+                name="model",
+                signature=infer_signature(sample, model.predict(sample)),
+                input_example=sample,
+                pip_requirements=model_pip_requirements(),
+            )
     mv = mlflow.register_model(f"models:/{info.model_id}", MODEL)
     client = mlflow.MlflowClient(settings.tracking_uri)
     uri = resolve_storage_uri(
@@ -147,6 +161,7 @@ def alias_version(settings: Settings) -> str | None:
 class World:
     settings: Settings
     train: pd.DataFrame
+    test: pd.DataFrame
     tmp: Path
     champion: ModelRef
     first_report: object
@@ -155,8 +170,11 @@ class World:
     def best_run(self, name: str) -> Path:
         return self.tmp / f"{name}.env"
 
-    def register(self, name: str, model, features: list[str] | None = None) -> ModelRef:
-        return register(self.settings, model, features or self.features, self.best_run(name))
+    def register(
+        self, name: str, model, features: list[str] | None = None, fault: tuple | None = None
+    ) -> ModelRef:
+        feats = features or self.features
+        return register(self.settings, model, feats, self.best_run(name), fault)
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -166,12 +184,24 @@ class World:
             "MLP_LAKE_URI": s.lake_uri,
             "MLP_SERVE_PORT": str(s.serve_port),
             "MLP_PREDICTOR_PORTS": json.dumps(list(s.predictor_ports)),
+            "MLP_PROXY_STATS_PORT": str(s.proxy_stats_port),
+            "MLP_PROMETHEUS_PORT": str(s.prometheus_port),
+            "MLP_ANALYSIS_SPEC": str(s.analysis_spec),
             "MLP_REGISTERED_MODEL_NAME": MODEL,
         }
 
     @property
-    def gateway(self) -> str:
+    def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.settings.serve_port}/v2/models/{MODEL}/infer"
+
+
+def sized_spec(path: Path, **changes) -> Path:
+    """The committed analysis spec with test-sized steps (and any other `changes`)."""
+    doc = yaml.safe_load((REPO_ROOT / "inference_service/promotion/analysis.yaml").read_text())
+    doc |= {"interval": "2s", "threshold": 2, "load": {"rps": 150, "concurrency": 4}}
+    doc |= changes
+    path.write_text(yaml.safe_dump(doc))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -182,16 +212,18 @@ def world(local_stack: Settings, tmp_path_factory) -> Iterator[World]:
         lake_uri=str(tmp / "lake"),
         serve_port=free_port(),
         predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
         registered_model_name=MODEL,
-        promote_window_requests=150,
+        analysis_spec=sized_spec(tmp / "analysis.yaml"),
     )
-    train, _ = write_lake(settings.lake_uri, settings)
+    train, test = write_lake(settings.lake_uri, settings)
     features = settings.dataset.features
     ref = register(settings, fit(train, features), features, tmp / "champion.env")
     target = LocalTarget(settings)
     try:
         first = flow.promote(settings, target, ref)
-        yield World(settings, train, tmp, ref, first, features)
+        yield World(settings, train, test, tmp, ref, first, features)
     finally:
         target.stack.down()
 
@@ -207,6 +239,48 @@ def infer_body(world: World) -> dict:
     }
 
 
+class User:
+    """A user hammering the endpoint during a promotion; every answer is counted."""
+
+    def __init__(self, world: World):
+        self.world, self.stop, self.answers = world, threading.Event(), []
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        with requests.Session() as s:
+            while not self.stop.is_set():
+                try:
+                    r = s.post(self.world.endpoint, json=infer_body(self.world), timeout=30)
+                    self.answers.append((r.status_code, r.headers.get("x-revision")))
+                except requests.RequestException as exc:
+                    self.answers.append((0, str(exc)))
+                time.sleep(0.02)
+
+    def __enter__(self) -> User:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def failed(self) -> list:
+        return [a for a in self.answers if a[0] != 200]
+
+
+def assert_champion_untouched(world: World, settings: Settings) -> None:
+    st = load_state(state_file(settings))
+    assert st.champion.version == world.champion.version and st.canary_percent == 0
+    assert alias_version(settings) == world.champion.version
+    r = requests.post(world.endpoint, json=infer_body(world), timeout=10)
+    assert r.status_code == 200 and r.headers["x-model-version"] == world.champion.version
+
+
+def last_markdown(settings: Settings) -> str:
+    return (settings.state_dir / "promotion" / "last.md").read_text()
+
+
 # --- tests (file order matters: the good promotion comes last) ------------------------------
 
 
@@ -218,9 +292,10 @@ def test_first_model_is_deployed_straight_as_champion(world):
     assert alias_version(world.settings) == world.champion.version
     st = load_state(state_file(world.settings))
     assert st.champion.version == world.champion.version and st.canary is None
-    resp = requests.post(world.gateway, json=infer_body(world), timeout=10)
+    resp = requests.post(world.endpoint, json=infer_body(world), timeout=10)
     assert resp.status_code == 200
     assert resp.headers["x-model-version"] == world.champion.version
+    assert resp.headers["x-revision"] == "champion"
 
 
 def test_model_below_minimum_is_stopped_at_the_gates(world):
@@ -247,46 +322,116 @@ def test_model_that_drops_a_feature_is_stopped_at_the_gates(world):
     assert state_file(world.settings).read_text() == before
 
 
-def test_disagreeing_canary_is_rolled_back_without_losing_a_request(world):
+BAD_SPECS = {
+    "bad PromQL": (
+        'sum(rate(inference_requests_total{revision="{revision}"}[{interval}])',
+        "bad PromQL",
+    ),
+    "unknown metric": (
+        'sum(rate(inference_requestz_total{revision="{revision}"}[{interval}]))',
+        "unknown metric 'inference_requestz_total'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPECS))
+def test_a_query_prometheus_rejects_stops_the_promotion_naming_the_field(world, case):
+    query, needle = BAD_SPECS[case]
+    doc = yaml.safe_load(world.settings.analysis_spec.read_text())
+    doc["metrics"][1]["query"] = query
+    spec = world.tmp / f"bad-{case.replace(' ', '-')}.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    settings = world.settings.model_copy(update={"analysis_spec": spec})
+    good = world.register("spec-check", fit(world.train, world.features, seed=2))
+    before = state_file(settings).read_text()
+    with pytest.raises(AnalysisSpecError) as exc:
+        flow.promote(settings, LocalTarget(settings), good)
+    line = str(exc.value)
+    print(f"\n{case}: {line}")
+    assert "\n" not in line and "metrics[1].query" in line and needle in line
+    assert state_file(settings).read_text() == before  # nothing deployed, no gate ran
+
+
+def test_prometheus_down_is_a_clear_error_and_nothing_is_promoted(world):
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = world.settings.model_copy(update={"prometheus_url": dead})
+    good = world.register("no-prometheus", fit(world.train, world.features, seed=2))
+    before = state_file(settings).read_text()
+    with pytest.raises(PromotionError, match=f"Prometheus at {dead} is not reachable"):
+        flow.promote(settings, LocalTarget(settings), good)
+    assert state_file(settings).read_text() == before
+    assert alias_version(settings) == world.champion.version
+
+
+FAULTS = {
+    # fault -> (wrapper parameters, the check that must fail)
+    "errors": (("errors", 1.8), "request-success-rate"),  # single rows with petal_width >= 1.8
+    "slow": (("slow", 0.025), "latency-p99-ratio"),  # 25 ms per request: 20x the champion
+    "flip": (("flip", 1.3), "class-distribution-distance"),  # ~23 % of rows
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_faulty_canary_is_rolled_back_naming_the_check_and_no_request_fails(world, fault):
+    from inference_service.example_faults import faulty_predictions
+
+    (kind, value), check = FAULTS[fault]
     # Gates relaxed so the analysis is what must catch it (the second line of defence).
     settings = world.settings.model_copy(update={"min_metric": 0.0, "promote_max_regression": 1.0})
-    bad = world.register("bad", fit(world.train, world.features, seed=3, shuffle_labels=True))
-    stop, answers = threading.Event(), []
-
-    def background() -> None:  # a user hammering the endpoint during the whole promotion
-        with requests.Session() as s:
-            while not stop.is_set():
-                try:
-                    r = s.post(world.gateway, json=infer_body(world), timeout=10)
-                    answers.append((r.status_code, r.headers.get("x-model-version")))
-                except requests.RequestException as exc:
-                    answers.append((0, str(exc)))
-                time.sleep(0.01)
-
-    user = threading.Thread(target=background)
-    user.start()
-    try:
+    model = fit(world.train, world.features, seed=3)
+    if fault == "flip":  # predicts another class for >= 10 % of the held-out rows
+        x = world.test[world.features].astype("float64")
+        changed = (faulty_predictions(model, x, kind, value) != model.predict(x)).mean()
+        assert changed >= 0.10, changed
+    bad = world.register(f"bad-{fault}", model, fault=(kind, value))
+    with User(world) as user:
         rep = flow.promote(settings, LocalTarget(settings), bad)
-    finally:
-        stop.set()
-        user.join()
-    assert rep.outcome == "rolled_back" and rep.exit_code == 3, rep.reason
     print(
-        f"\nrollback {rep.seconds:.1f} s; {rep.reason}; window {json.dumps(rep.window)}; "
-        f"background user: {len(answers)} requests, codes {sorted({c for c, _ in answers})}"
+        f"\n{fault}: {rep.outcome} in {rep.seconds:.1f} s after {len(rep.steps)} step(s); "
+        f"{rep.reason}; load {rep.load}; user {len(user.answers)} requests, "
+        f"{len(user.failed)} failed"
     )
-    agreement = next(c for c in rep.analysis if c.name == "agreement")
-    assert not agreement.passed and agreement.numbers["agreement"] < 0.9
-    window = rep.window["endpoint"]
-    assert window["requests"] == settings.promote_window_requests and window["lost"] == 0
-    assert bad.version in window["by_version"]  # the canary did get its share
-    assert answers and all(code == 200 for code, _ in answers), answers[:5]
-    assert {v for _, v in answers} <= {world.champion.version, bad.version}
-    st = load_state(state_file(settings))
-    assert st.champion.version == world.champion.version and st.canary_percent == 0
-    assert alias_version(settings) == world.champion.version
-    again = flow.promote(settings, LocalTarget(settings), bad)  # decided once: no retry
-    assert again.outcome == "rolled_back" and "already rolled back" in again.reason
+    assert rep.outcome == "rolled_back" and rep.exit_code == 3, rep.reason
+    assert check in rep.reason
+    assert any(not c["passed"] and c["name"] == check for c in rep.steps[-1]["checks"])
+    assert f"| {check} |" in last_markdown(settings) and "FAIL" in last_markdown(settings)
+    assert user.answers and user.failed == [], user.failed[:5]
+    assert rep.load["sent"] > 0 and rep.load["failed"] == 0
+    assert_champion_untouched(world, settings)
+
+
+def test_canary_killed_mid_analysis_loses_no_request_and_is_rolled_back(world):
+    good = world.register("killed", fit(world.train, world.features, seed=4, rounds=25))
+    settings = world.settings
+    outcome: dict = {}
+
+    def promote() -> None:
+        outcome["report"] = flow.promote(settings, LocalTarget(settings), good)
+
+    with User(world) as user:
+        runner = threading.Thread(target=promote)
+        runner.start()
+        deadline = time.monotonic() + 240
+        st = load_state(state_file(settings))
+        while time.monotonic() < deadline and runner.is_alive():
+            st = load_state(state_file(settings))
+            if st.canary is not None and st.canary.version == good.version and st.canary_percent:
+                break
+            time.sleep(0.1)
+        assert st.canary is not None and st.canary_percent > 0, "the canary never got traffic"
+        time.sleep(1.0)  # mid-step: the canary is answering
+        pid = int((settings.run_dir / f"predictor-{st.canary.port}.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        runner.join(timeout=240)
+    rep = outcome["report"]
+    print(
+        f"\nkilled canary: {rep.outcome} after {len(rep.steps)} step(s); {rep.reason}; "
+        f"load {rep.load}; user {len(user.answers)} requests, {len(user.failed)} failed"
+    )
+    assert rep.outcome == "rolled_back", rep.reason
+    assert user.answers and user.failed == [], user.failed[:5]
+    assert rep.load["failed"] == 0
+    assert_champion_untouched(world, settings)
 
 
 def run_cli(world: World, best_run: Path) -> subprocess.Popen:
@@ -309,11 +454,12 @@ def run_cli(world: World, best_run: Path) -> subprocess.Popen:
     )
 
 
-def test_good_model_promoted_end_to_end_once_even_when_started_twice(world):
+def test_good_model_promoted_through_three_steps_once_even_when_started_twice(world):
     good = world.register("good", fit(world.train, world.features, seed=1, rounds=30))
     start = time.monotonic()
-    procs = [run_cli(world, world.best_run("good")) for _ in range(2)]
-    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    with User(world) as user:
+        procs = [run_cli(world, world.best_run("good")) for _ in range(2)]
+        results = [(p.wait(timeout=400), *p.communicate()) for p in procs]
     wall = time.monotonic() - start
     codes = sorted(rc for rc, _, _ in results)
     reports = [json.loads(out) for rc, out, _ in results if rc == 0]
@@ -324,17 +470,26 @@ def test_good_model_promoted_end_to_end_once_even_when_started_twice(world):
     if 4 in codes:
         assert "another promotion is in progress" in next(e for rc, _, e in results if rc == 4)
     rep = promoted[0]
-    print(f"\nconcurrent CLI exit codes {codes}")
+    weights = [s["weight"] for s in rep["steps"]]
     print(
-        f"\npromotion wall time {rep['seconds']:.1f} s (both CLIs {wall:.1f} s); "
-        f"window {json.dumps(rep['window'])}"
+        f"\nconcurrent CLI exit codes {codes}; promotion {rep['seconds']:.1f} s (both CLIs "
+        f"{wall:.1f} s); steps {weights}; load {rep['load']}; user {len(user.answers)} "
+        f"requests, {len(user.failed)} failed, by revision "
+        f"{dict(sorted(Counter(r for _, r in user.answers).items()))}"
     )
-    assert all(c["passed"] for c in rep["gates"] + rep["analysis"])
+    assert weights == [20, 40, 60]  # >= 3 weight steps, every check passed at each
+    assert all(c["passed"] for s in rep["steps"] for c in s["checks"])
+    assert all(g["passed"] for g in rep["gates"])
+    assert {"canary", "champion"} <= {r for _, r in user.answers}  # the split reached users
+    assert user.failed == [] and rep["load"]["failed"] == 0
+    md = last_markdown(world.settings)
+    for w in weights:
+        assert f"| {w} % | request-success-rate |" in md
     assert alias_version(world.settings) == good.version
     st = load_state(state_file(world.settings))
     assert st.champion.version == good.version and st.canary is None
     versions = {
-        requests.post(world.gateway, json=infer_body(world), timeout=10).headers["x-model-version"]
+        requests.post(world.endpoint, json=infer_body(world), timeout=10).headers["x-model-version"]
         for _ in range(30)
     }
     assert versions == {good.version}  # 100 % on the new champion

@@ -11,8 +11,9 @@ emptyDir (see helper/image_contract.py). One test per image:
   a local directory (local Spark has no hadoop-aws jar), as `task data:upload` would fill it;
 - ServingRuntime + InferenceService (predictor image): the runtime's command and args with a
   model dir at /mnt/models and the prod overlay's bearer token;
-- promotion Job (predictor image): its command against the local MLflow and S3 lake and a
-  fake Kubernetes API for the InferenceService (kubeconfig fallback outside a pod).
+- promotion Job (predictor image): its command against the local MLflow and S3 lake, a real
+  Prometheus standing in for the cluster's (scraping a predictor's metrics module) and a fake
+  Kubernetes API for the InferenceService (kubeconfig fallback outside a pod).
 """
 
 from __future__ import annotations
@@ -69,6 +70,51 @@ def sandbox():
     yield build
     for box in made:
         box.remove()
+
+
+# A predictor revision's metrics as the cluster Prometheus scrapes them: the real module, served
+# by prometheus_client (what kserve's /metrics serves), so the analysis preflight finds them.
+EXPORTER = """
+import sys, time
+from prometheus_client import start_http_server
+from inference_service import metrics
+metrics.init_series("iris-classifier", "iris-classifier-predictor-00001", ["0", "1", "2"])
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+while True:
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def cluster_prometheus(tmp_path):
+    """The URL of a real Prometheus (the local one, as `serve:up` runs it) scraping a revision."""
+    import subprocess
+    import sys
+
+    from helper.processes import http_ok
+    from helper.settings import load_settings
+    from inference_service import prometheus_local
+
+    port = free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, "-c", EXPORTER, str(port)], cwd=REPO_ROOT, start_new_session=True
+    )
+    settings = load_settings(
+        state_dir=tmp_path / "prom-state",
+        prometheus_port=free_port(),
+        predictor_ports=(port, free_port()),
+        proxy_stats_port=free_port(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not http_ok(f"http://127.0.0.1:{port}/metrics") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        prometheus_local.start(settings)
+        yield f"http://127.0.0.1:{settings.prometheus_port}"
+    finally:
+        prometheus_local.stop(settings)
+        os.killpg(exporter.pid, signal.SIGTERM)
+        exporter.wait(timeout=10)
 
 
 def _ensure_bucket(settings: Settings, bucket: str) -> None:
@@ -205,7 +251,9 @@ def test_predictor_serves_as_the_serving_runtime_runs_it(local_stack, sandbox, t
 # --- predictor image: the promotion Job ---------------------------------------------------------
 
 
-def test_promotion_job_runs_as_its_pod_runs_it(local_stack, sandbox, httpserver):
+def test_promotion_job_runs_as_its_pod_runs_it(
+    local_stack, sandbox, httpserver, cluster_prometheus
+):
     job = one(render("inference_service/k8s/overlays/promotion-prod"), "Job")
     pod = job["spec"]["template"]["spec"]
     c = ic.container(pod, "promotion")
@@ -214,10 +262,12 @@ def test_promotion_job_runs_as_its_pod_runs_it(local_stack, sandbox, httpserver)
         REPO_ROOT / "inference_service/Dockerfile", uid, gid, writable=ic.emptydir_mounts(pod, c)
     )
     namespace = job["metadata"]["namespace"]
-    secrets = ic.local_secrets(local_stack, {("predictor-auth", "token"): TOKEN})
+    secrets = ic.local_secrets(local_stack)
     env = ic.point_at_local_stack(
         ic.container_env(c, secrets, {"metadata.namespace": namespace}), local_stack
     )
+    # the in-cluster service name does not resolve here: the same setting the Job honours
+    env["MLP_CLUSTER_PROMETHEUS_URL"] = cluster_prometheus
     seed_lake(local_stack, env["MLP_LAKE_URI"])
     # the candidate ConfigMap the launcher creates: a version the registry does not have
     model = f"contract-{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,4 @@
-"""Real predictor processes behind the real gateway: requests, errors, canary split, promotion."""
+"""Real predictor processes behind HAProxy: requests, errors, canary split, promotion."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ MAX_ROWS = 500
 class Serving:
     stack: ServingStack
     models: dict[str, Path]
-    url: str  # gateway base URL
+    url: str  # proxy base URL
     name: str
 
     @property
@@ -51,6 +51,8 @@ def serving(tmp_path_factory) -> Iterator[Serving]:
         state_dir=tmp / "state",
         serve_port=free_port(),
         predictor_ports=(free_port(), free_port()),
+        proxy_stats_port=free_port(),
+        prometheus_port=free_port(),
         max_batch_rows=MAX_ROWS,
     )
     best = tmp / ".env.best_run"
@@ -86,14 +88,14 @@ def post(url: str, body) -> requests.Response:
 
 
 def wait_for_version(serving: Serving, version: str, timeout: float = 10.0) -> None:
-    """The gateway re-reads state and readiness every fraction of a second; wait for it."""
+    """HAProxy's health check takes a slot into rotation within ~0.5 s; wait for it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         r = post(serving.infer, tensor_body([[5.1, 3.5, 1.4, 0.2]]))
         if r.headers.get("x-model-version") == version:
             return
         time.sleep(0.1)
-    raise AssertionError(f"version {version} never answered through the gateway")
+    raise AssertionError(f"version {version} never answered through the proxy")
 
 
 def split(serving: Serving, n: int) -> Counter:
@@ -123,6 +125,11 @@ def test_valid_v2_and_v1_requests(serving):
     assert ready.status_code == 200 and ready.json()["ready"] is True
     meta = requests.get(f"{serving.url}/v2/models/{serving.name}", timeout=5).json()
     assert [i["name"] for i in meta["inputs"]] == FEATURES
+    status = serving.stack.status()  # what `task serve:status` prints
+    champ = str(serving.stack.state().champion.port)
+    assert status["proxy_servers"][champ]["status"] == "UP"
+    assert status["proxy_servers"][champ]["weight"] == 100
+    assert all(status["processes"][p] for p in ("haproxy", "prometheus", f"predictor-{champ}"))
 
 
 def _named_with(feature: str, **change) -> dict:

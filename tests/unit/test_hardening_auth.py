@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 
 import pytest
 
 from helper.settings import load_settings
 from inference_service.auth import RequestGuard, bearer_error, is_open_path
+from inference_service.proxy import OPEN_PATHS
 
 TOKEN = secrets.token_urlsafe(16)  # generated per run: no credential literal in the repo
 
@@ -92,7 +94,7 @@ def test_the_right_token_passes_on_any_protected_route(path):
         ("/v2/models/iris/ready", True),
         ("/v2/models/iris/versions/3/ready", True),
         ("/v1/models/iris", True),
-        ("/gateway/state", True),
+        ("/metrics", True),
         ("/v2/models/iris/infer", False),
         ("/v2/models/iris", False),
         ("/v1/models/iris:predict", False),
@@ -103,6 +105,8 @@ def test_only_probe_routes_are_open(path, open_):
     assert is_open_path(path) is open_
     status = call(RequestGuard(_echo_app, token=TOKEN), path)[0]
     assert (status == 200) is open_
+    # HAProxy's ACL (inference_service.proxy.OPEN_PATHS, PCRE) opens exactly the same routes
+    assert bool(re.match(OPEN_PATHS, path)) is open_
 
 
 def test_bearer_error_accepts_only_the_exact_token():

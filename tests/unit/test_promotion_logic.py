@@ -8,18 +8,9 @@ import threading
 
 import pytest
 
-from helper.settings import load_settings
+from helper.settings import REPO_ROOT, load_settings
 from inference_service.promotion import cli
-from inference_service.promotion.analysis import (
-    Reply,
-    RevisionStats,
-    Thresholds,
-    Window,
-    decide,
-    run_window,
-    v2_body,
-    window_bodies,
-)
+from inference_service.promotion.analysis import evaluate, run_steps, v2_body
 from inference_service.promotion.gates import (
     check_metric,
     check_registry,
@@ -29,15 +20,21 @@ from inference_service.promotion.gates import (
 from inference_service.promotion.lock import PromotionLock, PromotionLocked
 from inference_service.promotion.registry import ModelRef, PromotionError
 from inference_service.promotion.report import PromotionReport, write_report
+from inference_service.promotion.spec import (
+    AnalysisSpecError,
+    load_spec,
+    metric_names,
+    parse_spec,
+)
 from inference_service.promotion.targets import (
     KServeTarget,
     merge_patch,
     ready_at,
-    tag_urls,
+    traffic_revisions,
 )
 
 SIG = [("a", "double"), ("b", "double")]
-T = Thresholds(max_error_rate=0.01, max_p95_ratio=3.0, max_p95_ms=250.0, min_agreement=0.9)
+SPEC = load_spec(REPO_ROOT / "inference_service" / "promotion" / "analysis.yaml")
 
 
 # --- gates ---------------------------------------------------------------------------------
@@ -90,96 +87,189 @@ def test_smoke_gate():
     assert not failed.passed and "exited with code 1" in failed.detail
 
 
-# --- analysis ------------------------------------------------------------------------------
+# --- analysis spec ----------------------------------------------------------------------------
 
 
-def stats(n: int, errors: int = 0, ms: float = 5.0) -> RevisionStats:
-    return RevisionStats(requests=n, errors=errors, latencies_ms=[ms] * (n - errors))
+def test_the_committed_spec_parses_and_steps_20_40_60():
+    assert SPEC.weights == [20, 40, 60] and SPEC.threshold == 2 and SPEC.interval == 5.0
+    assert [m.name for m in SPEC.metrics] == [
+        "request-success-rate",
+        "latency-p99-ratio",
+        "class-distribution-distance",
+    ]
+    names = set().union(*(metric_names(m.query) for m in SPEC.metrics))
+    assert names == {
+        "inference_requests_total",
+        "inference_request_duration_seconds_bucket",
+        "inference_predictions_total",
+    }
 
 
-def window(canary: RevisionStats, agreed: int = 100, lost: int = 0) -> Window:
-    return Window(
-        champion=stats(100),
-        canary=canary,
-        compared=100,
-        agreed=agreed,
-        endpoint_requests=100,
-        endpoint_answered=100 - lost,
-    )
+def spec_doc(**changes) -> dict:
+    doc = {
+        "interval": "5s",
+        "threshold": 2,
+        "stepWeight": 20,
+        "maxWeight": 60,
+        "metrics": [{"name": "ok", "query": 'up{revision="{revision}"}', "min": 1}],
+    }
+    return doc | changes
 
 
-def failing(checks) -> set[str]:
-    return {c.name for c in checks if not c.passed}
-
-
-def test_healthy_canary_passes_every_check():
-    assert failing(decide(window(stats(100)), T)) == set()
+def metric(**changes) -> list[dict]:
+    return [{"name": "ok", "query": 'up{revision="{revision}"}', "min": 1} | changes]
 
 
 @pytest.mark.parametrize(
-    ("win", "expected"),
+    ("doc", "field", "message"),
     [
-        (window(stats(100, errors=5)), {"error_rate"}),
-        (window(stats(100, ms=40.0)), {"p95_latency"}),  # 8x the champion
-        (window(stats(100), agreed=40), {"agreement"}),
-        (window(stats(100), lost=1), {"endpoint"}),
-        (window(stats(100, errors=100)), {"error_rate", "p95_latency"}),
+        (spec_doc(threshold=0), "threshold", "greater than or equal to 1"),
+        (spec_doc(stepWeight=150), "stepWeight", "less than or equal to 100"),
+        (spec_doc(stepWeight=70), "", "stepWeight 70 is above maxWeight 60"),
+        (spec_doc(interval="soon"), "interval", "not a duration"),
+        (spec_doc(intervall="5s"), "intervall", "Extra inputs are not permitted"),
+        (spec_doc(metrics=[]), "metrics", "at least 1 item"),
+        (spec_doc(metrics=metric(min=None)), "metrics[0]", "give min, max or both"),
+        (spec_doc(metrics=metric(max=0.5)), "metrics[0]", "min 1.0 is above max 0.5"),
+        (spec_doc(metrics=metric(maxx=1)), "metrics[0].maxx", "Extra inputs"),
+        (spec_doc(metrics=metric(query="up{x}")), "metrics[0].query", "unknown placeholder {x}"),
+        (spec_doc(metrics=metric(query="up")), "metrics[0].query", "{revision}"),
+        (spec_doc(metrics=metric() * 2), "", "metric name 'ok' is used twice"),
+        (spec_doc(load={"rps": 0}), "load.rps", "greater than 0"),
     ],
 )
-def test_each_threshold_can_fail_on_its_own(win, expected):
-    assert failing(decide(win, T)) == expected
+def test_a_malformed_spec_is_one_line_naming_the_field(doc, field, message):
+    with pytest.raises(AnalysisSpecError) as exc:
+        parse_spec(doc)
+    line = str(exc.value)
+    assert "\n" not in line and message in line, line
+    assert f"analysis spec {field}:" in line if field else line.startswith("analysis spec ")
 
 
-def test_p95_ceiling_applies_even_when_the_champion_is_slow():
-    slow = Window(
-        champion=stats(100, ms=200.0),
-        canary=stats(100, ms=300.0),
-        compared=1,
-        agreed=1,
-        endpoint_requests=1,
-        endpoint_answered=1,
-    )
-    check = next(c for c in decide(slow, T) if c.name == "p95_latency")
-    assert not check.passed and check.numbers["limit_ms"] == 250.0
+def test_a_spec_file_that_is_not_yaml_or_missing_is_one_line(tmp_path):
+    bad = tmp_path / "a.yaml"
+    bad.write_text("interval: [5s\n")
+    with pytest.raises(AnalysisSpecError, match=r"a.yaml: not valid YAML at line \d"):
+        load_spec(bad)
+    with pytest.raises(AnalysisSpecError, match="cannot read it"):
+        load_spec(tmp_path / "missing.yaml")
 
 
-class FakeRevisions:
-    """A sender standing in for HTTP: the canary disagrees on odd rows and fails every 10th
-    request; the endpoint routes every 5th request to the canary."""
+def test_settings_point_at_the_committed_spec_and_a_bad_one_stops_the_cli(tmp_path, capsys):
+    assert load_settings().analysis_spec == REPO_ROOT / "inference_service/promotion/analysis.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("interval: 5s\nthreshold: 200\nstepWeight: 20\nmaxWeight: 60\nmetrics: []\n")
+    from helper.settings import get_settings
+
+    best = tmp_path / "best.env"
+    best.write_text("MODEL_NAME=m\nMODEL_VERSION=2\nSTORAGE_URI=/nowhere\n")
+    env = {"MLP_STATE_DIR": str(tmp_path / "state"), "MLP_ANALYSIS_SPEC": str(bad)}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        get_settings.cache_clear()
+        try:
+            code = cli.main(["promote", "--best-run", str(best)])
+        finally:
+            get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "threshold: Input should be less than or equal to 100" in err
+    assert not (tmp_path / "state" / "serving").exists()  # nothing was deployed
+
+
+# --- progressive steps (fake target and Prometheus) ---------------------------------------------
+
+
+class FakeTarget:
+    scrape_interval_s = 0.0
 
     def __init__(self):
-        self.n = {"endpoint": 0, "champion": 0, "canary": 0}
+        self.weights: list[int] = []
 
-    def __call__(self, base: str, body: dict) -> Reply:
-        self.n[base] += 1
-        row = int(body["inputs"][0]["data"][0])
-        if base == "canary":
-            if self.n[base] % 10 == 0:
-                return Reply(503, 1.0)
-            return Reply(200, 2.0, row % 2, "2")
-        if base == "endpoint":
-            return Reply(200, 1.0, 0, "2" if self.n[base] % 5 == 0 else "1")
-        return Reply(200, 1.0, 0, "1")
+    def set_canary_weight(self, percent: int) -> None:
+        self.weights.append(percent)
 
 
-def test_run_window_counts_per_revision_and_agreement():
-    bodies = window_bodies(["a"], [[float(i)] for i in range(4)], size=20)
-    w = run_window(FakeRevisions(), "endpoint", "champion", "canary", bodies)
-    assert w.endpoint_requests == w.endpoint_answered == 20
-    assert w.endpoint_by_version == {"1": 16, "2": 4}
-    assert (w.canary.requests, w.canary.errors, w.champion.errors) == (20, 2, 0)
-    assert w.compared == 18  # rows where the canary failed are not compared
-    assert w.agreed == 10  # the 10 even rows agree (row % 2 == 0); both failures hit odd rows
-    summary = w.summary()
-    assert summary["canary"]["error_rate"] == 0.1 and summary["endpoint"]["lost"] == 0
+class FakeProm:
+    """Answers each check's query from `values[check name](step index)`."""
+
+    def __init__(self, target: FakeTarget, values):
+        self.target, self.values, self.queries = target, values, []
+
+    def query(self, promql: str):
+        self.queries.append(promql)
+        name = next(m.name for m in SPEC.metrics if m.query.split("{")[0] in promql)
+        return self.values[name](len(self.target.weights) - 1)
+
+
+HEALTHY = {
+    "request-success-rate": lambda i: 1.0,
+    "latency-p99-ratio": lambda i: 1.1,
+    "class-distribution-distance": lambda i: 0.02,
+}
+
+
+def steps(values, spec=SPEC):
+    target = FakeTarget()
+    prom = FakeProm(target, values)
+    verdict = run_steps(spec, target, prom, ("champ-rev", "canary-rev"), sleep=lambda s: None)
+    return target, prom, verdict
+
+
+def test_healthy_canary_is_promoted_after_stepping_to_max_weight():
+    target, prom, verdict = steps(HEALTHY)
+    assert verdict.decision == "promote" and target.weights == [20, 40, 60]
+    assert [s.weight for s in verdict.steps] == [20, 40, 60]
+    assert all(s.passed for s in verdict.steps)
+    assert 'revision="canary-rev"' in prom.queries[0] and "{revision}" not in prom.queries[0]
+    assert 'revision="champ-rev"' in prom.queries[1]  # the latency check compares both
+
+
+@pytest.mark.parametrize("check", sorted(HEALTHY))
+def test_a_failing_check_holds_the_weight_and_rolls_back_at_the_threshold(check):
+    bad = {
+        "request-success-rate": 0.9,
+        "latency-p99-ratio": 20.0,
+        "class-distribution-distance": 0.3,
+    }
+    values = HEALTHY | {check: lambda i: bad[check] if i >= 1 else HEALTHY[check](i)}
+    target, _, verdict = steps(values)
+    assert verdict.decision == "rollback"
+    assert target.weights == [20, 40, 40]  # failed steps do not advance
+    assert [s.failed_checks for s in verdict.steps] == [0, 1, 2]
+    assert [c.name for c in verdict.failed] == [check]
+
+
+def test_one_failed_step_below_the_threshold_recovers_and_promotes():
+    flaky = HEALTHY | {"latency-p99-ratio": lambda i: 9.0 if i == 0 else 1.0}
+    target, _, verdict = steps(flaky)
+    assert verdict.decision == "promote" and target.weights == [20, 20, 40, 60]
+
+
+def test_no_data_fails_the_check():
+    dead = HEALTHY | {"request-success-rate": lambda i: None}
+    _, _, verdict = steps(dead)
+    assert verdict.decision == "rollback" and len(verdict.steps) == SPEC.threshold
+    assert "no data" in verdict.failed[0].detail
+
+
+def test_evaluate_renders_every_placeholder_and_names_value_and_bounds():
+    target = FakeTarget()
+    target.weights.append(20)
+    prom = FakeProm(target, HEALTHY)
+    values = {"revision": "c", "champion": "h", "interval": "7s", "elapsed": "30s"}
+    checks = evaluate(SPEC, prom, values)
+    assert all(c.passed for c in checks)
+    assert all("{" + p + "}" not in q for q in prom.queries for p in values)
+    assert "[7s]" in prom.queries[0] and "[30s]" in prom.queries[2]
+    assert checks[0].detail == "request-success-rate = 1, wanted >= 0.99"
 
 
 def test_request_bodies_follow_the_v2_contract():
     body = v2_body(["a", "b"], [1.5, 2.0])
     assert [i["name"] for i in body["inputs"]] == ["a", "b"]
     assert body["inputs"][1] == {"name": "b", "shape": [1], "datatype": "FP32", "data": [2.0]}
-    with pytest.raises(ValueError, match="empty"):
-        window_bodies(["a"], [], 5)
 
 
 # --- lock ------------------------------------------------------------------------------------
@@ -232,14 +322,20 @@ def test_report_json_markdown_and_step_summary(tmp_path, monkeypatch):
         champion_before="3",
         champion_after="3",
     )
-    rep.analysis = decide(window(stats(100), agreed=40), T)
-    rep.window = window(stats(100), agreed=40).summary()
+    _, _, verdict = steps(HEALTHY | {"latency-p99-ratio": lambda i: 20.0})
+    rep.steps = [step.as_dict() for step in verdict.steps]
+    rep.analysis = verdict.steps[-1].checks
+    rep.revisions = {"champion": "iris-v3", "canary": "iris-v4"}
+    rep.load = {"sent": 600, "failed": 0}
     path = write_report(rep, tmp_path / "reports")
     data = json.loads(path.read_text())
-    assert data["outcome"] == "rolled_back" and data["window"]["agreement"] == 0.4
+    assert data["outcome"] == "rolled_back" and [s["weight"] for s in data["steps"]] == [20, 20]
     assert json.loads((tmp_path / "reports" / "last.json").read_text()) == data
     text = summary.read_text()
-    assert "**rolled_back**" in text and "| agreement | FAIL |" in text and "40/100" in text
+    assert "**rolled_back**" in text and "canary iris-v4 vs champion iris-v3" in text
+    assert "| 2 | 20 % | latency-p99-ratio | 20 | <= 3 | FAIL |" in text
+    assert "| 1 | 20 % | request-success-rate | 1 | >= 0.99 | pass |" in text
+    assert "600 held-out requests through the endpoint, 0 failed" in text
     assert rep.exit_code == 3
 
 
@@ -247,10 +343,14 @@ def test_report_json_markdown_and_step_summary(tmp_path, monkeypatch):
 
 
 class FakeCustomObjects:
-    """Applies merge patches to one stored object and reports it Ready at the spec's split."""
+    """Applies merge patches to one stored object and reports it Ready at the spec's split,
+    with Knative revision names: a new storageUri makes a new revision."""
 
     def __init__(self, obj: dict | None):
         self.obj = obj
+        self.revision = 1
+        self.previous = None
+        self.patches: list[dict] = []
 
     def get_namespaced_custom_object(self, group, version, ns, plural, name):
         from kubernetes.client.exceptions import ApiException
@@ -260,30 +360,28 @@ class FakeCustomObjects:
         return self.obj
 
     def patch_namespaced_custom_object(self, group, version, ns, plural, name, body):
-        percent = body["spec"]["predictor"].get("canaryTrafficPercent")
-        percent = 100 if percent is None else percent
+        self.patches.append(body)
+        old_uri = self.obj["spec"]["predictor"]["model"]["storageUri"]
         self.obj = merge_patch(self.obj, body)
+        pred = self.obj["spec"]["predictor"]
+        if pred["model"]["storageUri"] != old_uri:
+            self.previous, self.revision = self.revision, self.revision + 1
+        percent = pred.get("canaryTrafficPercent")
+        percent = 100 if percent is None else percent
+        rev = "iris-classifier-predictor-{:05d}".format
+        traffic = [{"revisionName": rev(self.revision), "latestRevision": True, "percent": percent}]
+        if self.previous is not None and percent < 100:
+            traffic.append(
+                {
+                    "revisionName": rev(self.previous),
+                    "latestRevision": False,
+                    "percent": 100 - percent,
+                }
+            )
         self.obj["status"] = {
             "url": "http://isvc",
             "conditions": [{"type": "Ready", "status": "True"}],
-            "components": {
-                "predictor": {
-                    "traffic": [
-                        {
-                            "tag": "latest",
-                            "latestRevision": True,
-                            "percent": percent or 0,
-                            "url": "http://latest-isvc",
-                        },
-                        {
-                            "tag": "prev",
-                            "latestRevision": False,
-                            "percent": 100 - (percent or 0),
-                            "url": "http://prev-isvc",
-                        },
-                    ]
-                }
-            },
+            "components": {"predictor": {"traffic": traffic}},
         }
         return self.obj
 
@@ -294,23 +392,31 @@ BASE = {
 }
 
 
-def test_kserve_target_canary_promote_and_rollback():
+def test_kserve_target_steps_canary_promote_and_rollback():
     api = FakeCustomObjects(BASE)
     target = KServeTarget(load_settings(promote_ready_timeout_s=1), api=api, poll_s=0.01)
+    assert target.prometheus_url == load_settings().cluster_prometheus_url
+    assert target.load_url() is None  # the cluster's analysis judges real users' traffic
     first = ModelRef("iris", "3", "s3://b/3")
     target.deploy_first(first)
     assert target.deployed().champion == "3" and target.deployed().canary is None
-    target.deploy_canary(ModelRef("iris", "4", "s3://b/4"), 10, timeout_s=1)
+    target.deploy_canary(ModelRef("iris", "4", "s3://b/4"), 20, timeout_s=1)
     dep = target.deployed()
-    assert (dep.champion, dep.canary, dep.canary_percent) == ("3", "4", 10)
-    assert api.obj["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
-    urls = target.endpoints()
-    assert (urls.champion, urls.canary) == ("http://prev-isvc", "http://latest-isvc")
+    assert (dep.champion, dep.canary, dep.canary_percent) == ("3", "4", 20)
+    assert target.revisions() == (
+        "iris-classifier-predictor-00002",
+        "iris-classifier-predictor-00003",
+    )
+    for w in (40, 60):
+        target.set_canary_weight(w)
+        assert target.deployed().canary_percent == w
+    assert api.patches[-1] == {"spec": {"predictor": {"canaryTrafficPercent": 60}}}  # no new rev
+    assert target.revisions()[1] == "iris-classifier-predictor-00003"
     target.rollback()
     dep = target.deployed()
     assert (dep.champion, dep.canary_percent) == ("3", 0)
     assert api.obj["spec"]["predictor"]["canaryTrafficPercent"] == 0
-    target.deploy_canary(ModelRef("iris", "5", "s3://b/5"), 10, timeout_s=1)
+    target.deploy_canary(ModelRef("iris", "5", "s3://b/5"), 20, timeout_s=1)
     target.promote(ModelRef("iris", "5", "s3://b/5"))
     assert target.deployed().champion == "5" and target.deployed().canary is None
     assert api.obj["spec"]["predictor"]["model"]["storageUri"] == "s3://b/5"
@@ -320,8 +426,8 @@ def test_kserve_target_reports_nothing_deployed_and_times_out():
     assert KServeTarget(load_settings(), api=FakeCustomObjects(None)).deployed() is None
     never = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
     assert not ready_at(never, 10)
-    with pytest.raises(PromotionError, match="prev/latest"):
-        tag_urls({"status": {"url": "http://x"}})
+    with pytest.raises(PromotionError, match="previous \\+ latest revision"):
+        traffic_revisions({"status": {"url": "http://x"}})
 
 
 # --- CLI ---------------------------------------------------------------------------------------
