@@ -15,6 +15,7 @@ import json
 
 from bench.context import BenchContext
 from bench.procs import kill_tagged, new_tag, run_measured
+from helper.object_store import free_s3_port
 from helper.processes import free_port
 from helper.settings import REPO_ROOT
 
@@ -26,7 +27,7 @@ TEARDOWN = (["serve:down"], ["local:down"])
 def pipeline_env(ctx: BenchContext) -> dict[str, str]:
     """Settings for a private stack: every service on a free port, state and lake in temp."""
     work = ctx.work_dir / "pipeline"
-    s3, mlflow, serve = free_port(), free_port(), free_port()
+    s3, mlflow, serve = free_s3_port(), free_port(), free_port()
     s3_url, tracking = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{mlflow}"
     return {
         "MLP_STATE_DIR": str(work / "state"),

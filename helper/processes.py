@@ -48,6 +48,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", tries: int = 100) -> int:
+    """The first of `count` consecutive ports that are all free right now (the local store
+    listens on s3_port and the seven after it, see settings.store_ports)."""
+    for _ in range(tries):
+        base = free_port(host)
+        if base + count - 1 <= 65535 and all(
+            port_is_free(p, host) for p in range(base + 1, base + count)
+        ):
+            return base
+    raise ServiceError(f"no block of {count} free consecutive ports found on {host}")
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
