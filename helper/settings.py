@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         "", description="lake root: a path or s3a:// URI; default <state_dir>/lake"
     )
     s3_bucket: str = Field("ml-platform", description="bucket for raw data, lake and artifacts")
+    # (local store) a field, not a constant, so that a private stack (tests, the bench) can
+    # keep its own: `local:reset` removes this file when it names a model of the wiped store
+    best_run_file: Path = Field(
+        REPO_ROOT / "ml_platform" / "best_model_artifacts" / ".env.best_run",
+        description="the registered model to deploy (the committed GitOps trigger)",
+    )
     s3_endpoint_url: str | None = Field(
         None,
         validation_alias=AliasChoices(
@@ -304,10 +310,6 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
-
-    @property
-    def best_run_file(self) -> Path:
-        return REPO_ROOT / "ml_platform" / "best_model_artifacts" / ".env.best_run"
 
     @property
     def s3_is_local(self) -> bool:
