@@ -22,10 +22,10 @@ import pytest
 
 from helper import object_store
 from helper.local_stack import LocalStack
-from helper.processes import free_port, port_is_free
-from helper.settings import REPO_ROOT, load_settings
+from helper.processes import port_is_free
+from helper.settings import REPO_ROOT
 from ml_platform.register import EXIT_REFUSED
-from tests.integration.test_hardening_tuning import _child_env
+from tests.integration.test_hardening_tuning import _child_env, _stack_settings
 from tests.integration.test_tune_pipeline import write_tiny_lake
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,16 +60,7 @@ UPLOADER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crash")
-    s3_port, mlflow_port = object_store.free_s3_port(), free_port()
-    settings = load_settings(
-        state_dir=tmp / "state",
-        lake_uri=str(tmp / "lake"),
-        s3_port=s3_port,
-        mlflow_port=mlflow_port,
-        tracking_uri=f"http://127.0.0.1:{mlflow_port}",
-        s3_endpoint_url=f"http://127.0.0.1:{s3_port}",
-        best_run_file=tmp / ".env.best_run",
-    )
+    settings = _stack_settings(tmp).model_copy(update={"best_run_file": tmp / ".env.best_run"})
     stack = LocalStack(settings)
     try:
         stack.up()
