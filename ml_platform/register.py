@@ -279,8 +279,11 @@ def fetch_verified_model(client, best: Candidate, dest: Path) -> tuple[Path, dic
             "upload did not complete; rerun `task ml:tune`"
         )
     try:
+        # the stored files themselves: a `models:/` download adds a local metadata file
         local = Path(
-            mlflow.artifacts.download_artifacts(f"models:/{best.model_id}", dst_path=str(dest))
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=logged.artifact_location, dst_path=str(dest)
+            )
         )
         mlflow.pyfunc.load_model(str(local))
     except Exception as exc:
