@@ -93,6 +93,8 @@ def run(ctx: BenchContext) -> dict:
         "wall_s": round(run_.wall_s, 2),
         "peak_rss_mib": round(run_.peak_rss_bytes / 2**20, 1),
         "peak_processes": run_.peak_processes,
+        # CPU seconds of every tagged process: on a shared machine a steadier figure than wall
+        "cpu_s": round(run_.cpu_s, 1),
         "store_peak_rss_mib": round(store_rss / 2**20, 1),
         "store_disk_mib": round(store_disk / 2**20, 2) if store_disk is not None else None,
         "leftover_processes_killed": leftovers,

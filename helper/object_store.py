@@ -106,7 +106,15 @@ def argv(settings: Settings) -> list[str]:
         "-master.volumePreallocate=false",
         "-volume.max=0",  # as many volumes as the free disk holds; each grows as written
         "-volume.preStopSeconds=0",  # no load balancer to drain from
+        *_local_socket(settings),
     ]  # fmt: skip
+
+
+def _local_socket(settings: Settings) -> list[str]:
+    """The S3 gateway's unix socket under the run dir, not /tmp/seaweedfs-s3-<port>.sock
+    (which outlives the process); a unix socket path must stay under ~108 bytes."""
+    path = settings.run_dir / "s3.sock"
+    return [f"-s3.localSocket={path}"] if len(str(path)) < 100 else []
 
 
 def env() -> dict[str, str]:
