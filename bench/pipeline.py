@@ -12,21 +12,24 @@ bench puts the previous content back afterwards. `--smoke` measures `task local:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bench.context import BenchContext
 from bench.procs import kill_tagged, new_tag, run_measured
+from helper import object_store
+from helper.object_store import free_s3_port
 from helper.processes import free_port
-from helper.settings import REPO_ROOT
+from helper.settings import REPO_ROOT, load_settings
 
 FULL = ["pipeline"]
 SMOKE = ["local:up"]
 TEARDOWN = (["serve:down"], ["local:down"])
 
 
-def pipeline_env(ctx: BenchContext) -> dict[str, str]:
-    """Settings for a private stack: every service on a free port, state and lake in temp."""
-    work = ctx.work_dir / "pipeline"
-    s3, mlflow, serve = free_port(), free_port(), free_port()
+def pipeline_env(work: Path) -> dict[str, str]:
+    """Settings for a private stack: every service on a free port, state and lake under
+    `work` (the end-to-end restart test uses it too)."""
+    s3, mlflow, serve = free_s3_port(), free_port(), free_port()
     s3_url, tracking = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{mlflow}"
     return {
         "MLP_STATE_DIR": str(work / "state"),
@@ -49,7 +52,7 @@ def pipeline_env(ctx: BenchContext) -> dict[str, str]:
 
 def run(ctx: BenchContext) -> dict:
     tasks = SMOKE if ctx.smoke else FULL
-    env = pipeline_env(ctx)
+    env = pipeline_env(ctx.work_dir / "pipeline")
     best_run = ctx.settings.best_run_file
     saved = best_run.read_bytes() if best_run.is_file() else None
     tag = new_tag()
@@ -74,6 +77,13 @@ def run(ctx: BenchContext) -> dict:
         f"  pipeline {' '.join(tasks)}: rc {run_.returncode}, {run_.wall_s:.1f} s, peak "
         f"{run_.peak_rss_bytes / 2**30:.2f} GiB over {run_.peak_processes} processes"
     )
+    store_settings = load_settings(state_dir=work / "state")
+    store_disk = object_store.disk_usage(store_settings) if not ctx.smoke else None
+    store_rss = run_.peak_by_name.get("weed", 0)
+    ctx.log(
+        f"  object store (SeaweedFS): peak RSS {store_rss / 2**20:.0f} MiB"
+        + (f", {store_disk / 2**20:.1f} MiB on disk after the pipeline" if store_disk else "")
+    )
     steps = [{"at_s": t, "step": line.removeprefix("task: ")} for t, line in run_.marks]
     out = {
         "mode": "smoke" if ctx.smoke else "full",
@@ -83,6 +93,10 @@ def run(ctx: BenchContext) -> dict:
         "wall_s": round(run_.wall_s, 2),
         "peak_rss_mib": round(run_.peak_rss_bytes / 2**20, 1),
         "peak_processes": run_.peak_processes,
+        # CPU seconds of every tagged process: on a shared machine a steadier figure than wall
+        "cpu_s": round(run_.cpu_s, 1),
+        "store_peak_rss_mib": round(store_rss / 2**20, 1),
+        "store_disk_mib": round(store_disk / 2**20, 2) if store_disk is not None else None,
         "leftover_processes_killed": leftovers,
         "steps": steps,
     }
@@ -92,6 +106,8 @@ def run(ctx: BenchContext) -> dict:
         out["tail"] = run_.tail
     rows = [["total", out["command"], f"{out['wall_s']:.1f}", f"{out['peak_rss_mib']:.0f}",
              out["peak_processes"], "ok" if out["ok"] else f"rc {out['returncode']}"]]  # fmt: skip
+    disk = f"{out['store_disk_mib']} MiB on disk" if store_disk is not None else ""
+    rows += [["object store", "weed (SeaweedFS)", "", f"{store_rss / 2**20:.0f}", "", disk]]
     rows += [["step", s["step"][:70], f"at {s['at_s']:.1f}", "", "", ""] for s in steps]
     out["table"] = {
         "columns": ["", "command", "wall s", "peak RSS MiB", "processes", "result"],

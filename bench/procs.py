@@ -3,7 +3,8 @@
 Services started by the platform detach into their own sessions (so a stop signals the
 whole group), which takes them out of the parent's process tree. Every process inherits
 its environment, though, so a unique `BENCH_TAG` value in the child's environment finds
-all of them: the task runner, uv, Python, the JVM, Ray workers, MLflow, moto, predictors.
+all of them: the task runner, uv, Python, the JVM, Ray workers, MLflow, the object store (weed),
+predictors.
 """
 
 from __future__ import annotations
@@ -66,16 +67,22 @@ class RssSampler:
         self.peak_procs = 0
         self.samples = 0
         self.cpu: dict[int, float] = {}  # pid -> user+system seconds at its last sample
+        self.peak_by_name: dict[str, int] = {}  # process name (e.g. "weed") -> peak summed RSS
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             total = 0
+            by_name: dict[str, int] = {}
             procs = self._source()
             for p in procs:
                 with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
+                    total += rss
+                    by_name[p.name()] = by_name.get(p.name(), 0) + rss
                     times = p.cpu_times()
                     self.cpu[p.pid] = times.user + times.system
+            for name, rss in by_name.items():
+                self.peak_by_name[name] = max(rss, self.peak_by_name.get(name, 0))
             if total > self.peak:
                 self.peak, self.peak_procs = total, len(procs)
             self.samples += 1
@@ -110,6 +117,7 @@ class CommandRun:
     tail: list[str] = field(default_factory=list)
     marks: list[tuple[float, str]] = field(default_factory=list)  # (seconds, line) of interest
     cpu_s: float = 0.0
+    peak_by_name: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -165,7 +173,7 @@ def run_measured(
     tail = log.read_text(errors="replace").splitlines()[-15:]
     return CommandRun(
         list(argv), code, wall, sampler.peak, sampler.peak_procs, log, tag, tail, marks,
-        sampler.cpu_s,
+        sampler.cpu_s, sampler.peak_by_name,
     )  # fmt: skip
 
 

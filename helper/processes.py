@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 
 class ServiceError(RuntimeError):
     """A local service could not be started, reached or stopped; the message says which."""
@@ -46,19 +48,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", tries: int = 100) -> int:
+    """The first of `count` consecutive ports that are all free right now (the local store
+    listens on s3_port and the seven after it, see settings.store_ports)."""
+    for _ in range(tries):
+        base = free_port(host)
+        if base + count - 1 <= 65535 and all(
+            port_is_free(p, host) for p in range(base + 1, base + count)
+        ):
+            return base
+    raise ServiceError(f"no block of {count} free consecutive ports found on {host}")
+
+
 def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    # A zombie still answers kill(0); treat it as gone.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+
+
+def port_holder(port: int, host: str = "127.0.0.1") -> str:
+    """Who listens on host:port, as 'pid N (name)' when this user may see it, else ''."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+                continue
+            if conn.laddr.ip not in (host, "0.0.0.0", "::", "::ffff:" + host):
+                continue
+            if conn.pid is None:
+                return "another user's process"
+            with contextlib.suppress(psutil.Error):
+                return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+            return f"pid {conn.pid}"
+    return ""
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -81,6 +106,10 @@ class ManagedProcess:
     health: Callable[[], bool]
     env: dict[str, str] | None = None
     host: str = "127.0.0.1"
+    # (local store) further ports the service listens on, checked before it starts
+    extra_ports: Sequence[int] = ()
+    # seconds a SIGTERM may take before SIGKILL (SeaweedFS drains for ~15 s, see object_store)
+    stop_grace: float = 10.0
 
     @property
     def pid_file(self) -> Path:
@@ -108,11 +137,7 @@ class ManagedProcess:
                 return pid
             self.stop()
         self.pid_file.unlink(missing_ok=True)
-        if not port_is_free(self.port, self.host):
-            raise ServiceError(
-                f"{self.name}: port {self.host}:{self.port} is already in use by another "
-                f"process; stop it or choose another port (see helper/settings.py)"
-            )
+        self.check_ports()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
@@ -128,6 +153,17 @@ class ManagedProcess:
         self.pid_file.write_text(str(proc.pid))
         self._wait_healthy(proc, timeout)
         return proc.pid
+
+    def check_ports(self) -> None:
+        """Fail naming the first port another process holds (and who holds it, if visible)."""
+        for port in (self.port, *self.extra_ports):
+            if not port_is_free(port, self.host):
+                holder = port_holder(port, self.host)
+                raise ServiceError(
+                    f"{self.name}: port {self.host}:{port} is already in use"
+                    f"{f' by {holder}' if holder else ' by another process'}; stop it or "
+                    f"choose other ports (see helper/settings.py)"
+                )
 
     def _wait_healthy(self, proc: subprocess.Popen, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -146,8 +182,10 @@ class ManagedProcess:
             f"{self.name} not healthy after {timeout:.0f}s; last log lines:\n{self.tail_log()}"
         )
 
-    def stop(self, grace: float = 10.0) -> bool:
-        """Signal the whole process group; escalate to SIGKILL after `grace` seconds."""
+    def stop(self, grace: float | None = None) -> bool:
+        """Signal the whole process group and wait until every member has exited;
+        escalate to SIGKILL after `grace` seconds (default: the service's stop_grace)."""
+        grace = self.stop_grace if grace is None else grace
         pid = self.pid()
         if pid is None:
             # (hardening) The leader may have crashed or been SIGKILLed while its children
@@ -192,11 +230,8 @@ def _group_alive(pgid: int) -> bool:
 
 def _group_members(pgid: int) -> list[int]:
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                members.append(int(entry.name))
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
     return members

@@ -32,6 +32,13 @@ DEFAULT_DATASET_CONFIG = REPO_ROOT / "data_platform" / "datasets" / "iris.yaml"
 
 _URI_SCHEMES = {"", "file", "s3", "s3a"}
 
+# The local object store (SeaweedFS, helper/object_store.py) listens on s3_port for the S3
+# API and on one port per internal role, all on 127.0.0.1; gRPC ports are explicit because
+# SeaweedFS's default (http port + 10000) may be taken or out of range.
+STORE_PORT_ROLES = (
+    "master", "volume", "filer", "master_grpc", "volume_grpc", "filer_grpc", "s3_grpc",
+)  # fmt: skip
+
 
 class Metric(StrEnum):
     """Metrics a trial reports; the registry ranks runs by one of them."""
@@ -120,6 +127,12 @@ class Settings(BaseSettings):
         "", description="lake root: a path or s3a:// URI; default <state_dir>/lake"
     )
     s3_bucket: str = Field("ml-platform", description="bucket for raw data, lake and artifacts")
+    # (local store) a field, not a constant, so that a private stack (tests, the bench) can
+    # keep its own: `local:reset` removes this file when it names a model of the wiped store
+    best_run_file: Path = Field(
+        REPO_ROOT / "ml_platform" / "best_model_artifacts" / ".env.best_run",
+        description="the registered model to deploy (the committed GitOps trigger)",
+    )
     s3_endpoint_url: str | None = Field(
         None,
         validation_alias=AliasChoices(
@@ -143,7 +156,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLP_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
     mlflow_port: int = Field(5000, ge=1, le=65535)
-    s3_port: int = Field(9000, ge=1, le=65535)
+    s3_port: int = Field(9000, ge=1, le=65535, description="S3 API of the local object store")
+    store_port_base: int | None = Field(
+        None,
+        ge=1,
+        le=65535 - len(STORE_PORT_ROLES) + 1,
+        description="first of the local store's internal ports (master, volume, filer and "
+        "their gRPC ports, in STORE_PORT_ROLES order); default s3_port + 1",
+    )
     artifacts_destination: str = Field(
         "", description="where the MLflow server stores artifacts; default s3://<bucket>/mlflow"
     )
@@ -275,6 +295,7 @@ class Settings(BaseSettings):
         _check_http(self.tracking_uri, "tracking_uri")
         _check_http(self.prometheus_url, "prometheus_url")
         _check_http(self.cluster_prometheus_url, "cluster_prometheus_url")
+        _ = self.store_ports  # raises when the derived ports run past 65535
         for name in ("raw_uri", "lake_uri", "artifacts_destination"):
             _check_uri(getattr(self, name), name)
         return self
@@ -329,24 +350,38 @@ class Settings(BaseSettings):
         return self.state_dir / "logs"
 
     @property
-    def best_run_file(self) -> Path:
-        return REPO_ROOT / "ml_platform" / "best_model_artifacts" / ".env.best_run"
-
-    @property
     def s3_is_local(self) -> bool:
-        """True when S3 is the local test server, which accepts any credentials."""
+        """True when S3 is on this machine (the local store, or a user's own local server)."""
         host = urlparse(self.s3_endpoint_url or "").hostname
         return host in {"127.0.0.1", "localhost", "::1"}
 
+    @property
+    def store_ports(self) -> dict[str, int]:
+        """Every port the local object store listens on, by role (S3 API first)."""
+        base = self.store_port_base or self.s3_port + 1
+        ports = {"s3": self.s3_port}
+        ports |= {role: base + i for i, role in enumerate(STORE_PORT_ROLES)}
+        if max(ports.values()) > 65535:
+            raise ValueError(
+                f"store_port_base: store ports {base}..{max(ports.values())} exceed 65535"
+            )
+        return ports
+
+    @property
+    def s3_key_file(self) -> Path:
+        """The local store's key pair: generated once per state dir, mode 0600, never in git."""
+        return self.state_dir / "s3" / "credentials.json"
+
     def s3_credentials(self) -> tuple[str, str] | None:
-        """Configured keys; placeholders for the local server; None means boto3's default chain."""
+        """Configured keys (AWS_* / MLP_AWS_*) first; for a local endpoint without them, the
+        state dir's generated key pair; None means boto3's default chain."""
         if self.aws_access_key_id and self.aws_secret_access_key:
             return (
                 self.aws_access_key_id.get_secret_value(),
                 self.aws_secret_access_key.get_secret_value(),
             )
         if self.s3_is_local:
-            return ("local-stack", "local-stack")
+            return local_key_pair(self.s3_key_file)
         return None
 
     def s3_client_kwargs(self) -> dict:
@@ -373,6 +408,36 @@ class Settings(BaseSettings):
         if creds:
             env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = creds
         return env
+
+
+def local_key_pair(path: Path) -> tuple[str, str]:
+    """Read the key pair at `path`, creating it first if there is none.
+
+    Created with O_EXCL and mode 0600, so concurrent first users (a test session's
+    subprocesses) agree on one pair, and no other user of the machine can read it."""
+    import json
+    import os
+    import secrets
+
+    path = Path(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pair = {
+            "access_key_id": "MLP" + secrets.token_hex(8).upper(),
+            "secret_access_key": secrets.token_urlsafe(30),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(pair, fh)
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process won the race
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data["access_key_id"], data["secret_access_key"]
 
 
 class SettingsError(SystemExit):

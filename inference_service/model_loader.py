@@ -9,8 +9,11 @@ any registered MLflow model can still be served. Downloads go through MLflow
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +42,21 @@ class LoadedModel:
     model_dir: Path | None = None
 
 
-def _download_env(settings: Settings) -> None:
-    """MLflow's S3 client reads its endpoint and keys from the environment; mirror the settings."""
-    for key, value in settings.s3_env().items():
-        os.environ.setdefault(key, value)
+@contextlib.contextmanager
+def _download_env(settings: Settings):
+    """MLflow's S3 client reads its endpoint and keys from the environment: mirror the
+    settings for the download only. Left in `os.environ`, one store's keys would follow
+    every later download in the process (a predictor reloading from another store)."""
+    saved = {key: os.environ.get(key) for key in settings.s3_env()}
+    os.environ.update(settings.s3_env())
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def fetch_model(storage_uri: str, settings: Settings) -> Path:
@@ -57,21 +71,38 @@ def fetch_model(storage_uri: str, settings: Settings) -> Path:
         raise ModelLoadError(f"storage_uri: unsupported scheme '{scheme}://' in {storage_uri}")
     import mlflow
 
-    _download_env(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     uri = "s3://" + storage_uri[len("s3a://") :] if scheme == "s3a" else storage_uri
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     dest = settings.state_dir / "serving" / "models" / digest
-    if (dest / "MLmodel").is_file():
-        return dest
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():  # only ever a complete download (renamed into place below)
+        return _model_root(dest, storage_uri)
+    # Download beside the cache entry and rename it into place when complete, so a download
+    # cut short (store killed, predictor stopped) is never mistaken for a cached model.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=dest.parent))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        with _download_env(settings):
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(partial))
+        _model_root(partial, storage_uri)
+        try:
+            os.rename(partial, dest)
+        except OSError:  # another process completed the same download first
+            shutil.rmtree(partial, ignore_errors=True)
+    except ModelLoadError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     except Exception as exc:  # MLflow raises many types; the URI is what the user needs
+        shutil.rmtree(partial, ignore_errors=True)
         raise ModelLoadError(f"storage_uri: cannot download {storage_uri}: {exc}") from exc
+    return _model_root(dest, storage_uri)
+
+
+def _model_root(local: Path, storage_uri: str) -> Path:
+    """The directory holding `MLmodel` inside a download."""
     if (local / "MLmodel").is_file():
         return local
-    found = next(iter(local.rglob("MLmodel")), None)
+    found = next(iter(sorted(local.rglob("MLmodel"))), None)
     if found is None:
         raise ModelLoadError(f"storage_uri: {storage_uri} holds no MLmodel file")
     return found.parent

@@ -15,6 +15,7 @@ CLI: `python -m ml_platform.register [--output PATH]`; exit 3 when the gate refu
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -23,9 +24,9 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from helper.settings import Metric, Settings, load_settings
+from helper.store_check import MANIFEST_TAG, resolve_storage_uri
 from ml_platform import tracking
 
 CHALLENGER_ALIAS = "challenger"
@@ -117,19 +118,6 @@ def check_gate(candidate: Candidate, metric: Metric, threshold: float) -> None:
     )
 
 
-def resolve_storage_uri(storage_location: str, artifacts_destination: str) -> str:
-    """The real object-store URI of a model version's files.
-
-    A server that proxies artifacts reports `mlflow-artifacts:/<path>`; `<path>` is relative
-    to the server's `--artifacts-destination`, which is `settings.artifacts_destination`.
-    Any other scheme is already a real location and is returned unchanged.
-    """
-    parsed = urlparse(storage_location)
-    if parsed.scheme != "mlflow-artifacts":
-        return storage_location
-    return f"{artifacts_destination.rstrip('/')}/{parsed.path.lstrip('/')}"
-
-
 def format_env(values: Mapping[str, object]) -> str:
     """KEY=VALUE lines; refuses keys or values that a shell or kustomize would misread."""
     lines = []
@@ -218,8 +206,9 @@ def session_candidates(client, experiment_id: str, parent_run_id: str) -> list[C
 
 
 def register_best(settings: Settings, output: Path | None = None) -> Registration:
-    """Select, gate, register, document, alias and write the env file (in that order: a
-    refusal or a failure leaves the alias and the previous env file untouched)."""
+    """Select, gate, verify, document, register, alias and write the env file — in that
+    order: a refusal or a failure leaves the alias and the previous env file untouched, and
+    a version is only created for model files that were read back whole from the store."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -233,19 +222,28 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
     best = select_best(candidates, settings.metric.value, settings.metric.mode)
     check_gate(best, settings.metric, settings.min_metric)
 
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, files = fetch_verified_model(client, best, Path(tmp))
+        test_metrics = _document_run(
+            client, settings, best, parent.data.tags.get("lake_version"), model_dir
+        )
+
     name = settings.registered_model_name
     # the fluent call also links the logged model to the new version (UI: "registered as")
     version = mlflow.register_model(
         f"models:/{best.model_id}",
         name,
-        tags={"metric": settings.metric.value, "session": parent.info.run_id},
+        tags={
+            "metric": settings.metric.value,
+            "session": parent.info.run_id,
+            MANIFEST_TAG: json.dumps(files, sort_keys=True),
+        },
     )
     try:
         storage = resolve_storage_uri(
             client.get_model_version_download_uri(name, version.version),
             settings.artifacts_destination,
         )
-        test_metrics = _document_run(client, settings, best, parent.data.tags.get("lake_version"))
         for key, value in test_metrics.items():
             client.set_model_version_tag(name, version.version, key, f"{value:.6f}")
         client.set_registered_model_alias(name, CHALLENGER_ALIAS, version.version)
@@ -266,6 +264,39 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
     return Registration(env=env, test_metrics=test_metrics, env_file=path)
 
 
+def fetch_verified_model(client, best: Candidate, dest: Path) -> tuple[Path, dict[str, int]]:
+    """Download the candidate's logged model from the store and prove it whole: MLflow
+    marked its upload READY, and the files read back load as a model. Returns the local
+    directory and {path: bytes} of its files, which the version records (tag
+    `artifact_files`) so `local:up` can tell later whether the store still holds them."""
+    import mlflow
+    from mlflow.entities import LoggedModelStatus
+
+    logged = client.get_logged_model(best.model_id)
+    if logged.status != LoggedModelStatus.READY:
+        raise RegistryRefusal(
+            f"model {best.model_id} of run {best.run_id} is {logged.status}, not READY: its "
+            "upload did not complete; rerun `task ml:tune`"
+        )
+    try:
+        # the stored files themselves: a `models:/` download adds a local metadata file
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=logged.artifact_location, dst_path=str(dest)
+            )
+        )
+        mlflow.pyfunc.load_model(str(local))
+    except Exception as exc:
+        raise RegistryRefusal(
+            f"model {best.model_id} of run {best.run_id} cannot be read back whole from "
+            f"the store ({tracking.one_line(exc)}); rerun `task ml:tune`"
+        ) from exc
+    files = {
+        str(p.relative_to(local)): p.stat().st_size for p in sorted(local.rglob("*")) if p.is_file()
+    }
+    return local, files
+
+
 def _withdraw_version(client, name: str, version: str) -> None:
     """Best effort: a version that never got its alias would look registered but is not the
     challenger; delete it so a rerun starts from a clean registry (if MLflow still answers)."""
@@ -280,9 +311,9 @@ def _withdraw_version(client, name: str, version: str) -> None:
 
 
 def _document_run(
-    client, settings: Settings, best: Candidate, lake_version: str | None
+    client, settings: Settings, best: Candidate, lake_version: str | None, model_dir: Path
 ) -> dict[str, float]:
-    """Score the registered model on the untouched test split; attach metrics and plots."""
+    """Score the verified model on the untouched test split; attach metrics and plots."""
     import mlflow.xgboost
 
     from ml_platform.data import load_lake
@@ -290,7 +321,7 @@ def _document_run(
     from ml_platform.train import compute_metrics, split_xy
 
     data = load_lake(settings, version=lake_version)
-    model = mlflow.xgboost.load_model(f"models:/{best.model_id}")
+    model = mlflow.xgboost.load_model(str(model_dir))
     x_test, y_test = split_xy(data.test, data.features)
     proba = model.predict_proba(x_test)
     scores = compute_metrics(y_test, proba, len(data.classes))

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from helper.object_store import free_s3_port
 from helper.processes import free_port
 from helper.settings import REPO_ROOT, Settings, get_settings, load_settings
 
 
 def _stack_env(tmp: Path) -> dict[str, str]:
-    s3_port, mlflow_port = free_port(), free_port()
+    s3_port, mlflow_port = free_s3_port(), free_port()
     return {
         "MLP_STATE_DIR": str(tmp / "state"),
         "MLP_LAKE_URI": str(tmp / "lake"),
@@ -28,7 +29,8 @@ def _stack_env(tmp: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """A running S3 server + MLflow server on free ports, with temp state and lake.
+    """A running object store (SeaweedFS) + MLflow server on free ports, with temp state
+    and lake: the same local-stack code as `task local:up`.
 
     The environment is set for the whole session so that subprocesses (ETL, tune,
     register, predictors) started by tests see the same stack; it is restored after.

@@ -37,6 +37,12 @@ from inference_service.promotion.targets import Target
 from inference_service.state import StateError
 
 
+# A Prometheus just started by `prepare()` replays its WAL and staggers first scrapes; on a
+# loaded 2-core machine five 1 s intervals were not enough (CI run of stop 18). The wait
+# ends as soon as every queried metric is known, so only a truly unknown metric pays it.
+SETTLE_FLOOR_S = 30.0
+
+
 def auth_headers(settings: Settings) -> dict[str, str]:
     """The bearer token the endpoint requires, when one is configured (never logged)."""
     token = settings.auth_token
@@ -120,7 +126,7 @@ def _promote(
         target.prepare()
         prom = Prometheus(target.prometheus_url)
         prom.ready()
-        validate_queries(spec, prom, settle_s=5 * target.scrape_interval_s)
+        validate_queries(spec, prom, settle_s=max(5 * target.scrape_interval_s, SETTLE_FLOOR_S))
 
     # 1. gates -------------------------------------------------------------------------
     ref = _resolve_storage(client, ref, settings)

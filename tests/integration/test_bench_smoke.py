@@ -105,7 +105,8 @@ def test_tuning_has_both_searches_with_curves(smoke_run):
 def test_pipeline_smoke_started_and_stopped_a_stack(smoke_run):
     pipe = smoke_run[0]["parts"]["pipeline"]
     assert pipe["mode"] == "smoke" and pipe["ok"]
-    assert pipe["peak_rss_mib"] > 0 and pipe["peak_processes"] >= 2  # moto + mlflow at least
+    assert pipe["peak_rss_mib"] > 0 and pipe["peak_processes"] >= 2  # store + mlflow at least
+    assert pipe["store_peak_rss_mib"] > 0  # the store (weed) was found and measured
     assert pipe["steps"], "no task steps recorded"
 
 

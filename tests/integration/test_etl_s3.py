@@ -1,57 +1,36 @@
-"""S3 paths against a real moto server on a free port: upload (idempotent) and lake readers."""
+"""S3 paths against the local object store (the session's `local_stack`): upload
+(idempotent) and lake readers."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 
 from data_platform import upload
 from helper.processes import free_port
-from helper.settings import Settings, load_settings
+from helper.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def s3_settings(tmp_path_factory) -> Iterator[Settings]:
-    port = free_port()
-    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert moto, "moto_server is not installed in the venv"
-    proc = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def s3_settings(local_stack, tmp_path_factory) -> Iterator[Settings]:
+    """The session's store, with buckets of this module's own."""
+    yield local_stack.model_copy(
+        update={
+            "s3_bucket": "etl-upload-test",
+            "raw_uri": str(tmp_path_factory.mktemp("raw") / "iris.data"),
+        }
     )
-    settings = load_settings(
-        s3_endpoint_url=f"http://127.0.0.1:{port}",
-        s3_bucket="etl-upload-test",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # pragma: allowlist secret
-        raw_uri=str(tmp_path_factory.mktemp("raw") / "iris.data"),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not upload.endpoint_reachable(settings, timeout_s=1):
-            assert proc.poll() is None, "moto_server exited"
-            assert time.monotonic() < deadline, "moto_server did not answer in 60 s"
-            time.sleep(0.2)
-        yield settings
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_upload_is_idempotent_and_follows_content(s3_settings, tmp_path):
     client = boto3.client("s3", **s3_settings.s3_client_kwargs())
-    client.create_bucket(Bucket=s3_settings.s3_bucket)
+    if s3_settings.s3_bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=s3_settings.s3_bucket)
     source = tmp_path / "iris.data"
     source.write_text("5.1,3.5,1.4,0.2,Iris-setosa\n")
 

@@ -25,6 +25,7 @@ import pytest
 
 from data_platform import lake, make_raw
 from helper.exposure import local_report
+from helper.object_store import free_s3_port
 from helper.processes import free_port, port_is_free
 from helper.settings import REPO_ROOT, Settings, load_settings
 from inference_service.example_models import save_iris_models
@@ -56,7 +57,7 @@ def stack_cli(env: dict[str, str], command: str) -> subprocess.CompletedProcess:
 def running(tmp_path_factory) -> Iterator[Running]:
     """Local stack started through its CLI, plus serving (champion only), sharing a run dir."""
     tmp = tmp_path_factory.mktemp("faults")
-    s3_port, mlflow_port = free_port(), free_port()
+    s3_port, mlflow_port = free_s3_port(), free_port()
     env = {
         **os.environ,
         "MLP_STATE_DIR": str(tmp / "state"),

@@ -3,7 +3,7 @@ nothing half-registered.
 
 The shared `local_stack` MLflow cannot be stopped, so the mid-session test runs its own
 S3 + MLflow pair on free ports with a temp state dir. Only MLflow is killed and restarted:
-its SQLite file survives in the state dir, while moto keeps artifacts in memory (so S3 stays).
+its SQLite file survives in the state dir, and the object store (artifacts) keeps running.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from helper.object_store import free_s3_port
 from helper.processes import free_port
 from helper.settings import REPO_ROOT, Settings, load_settings
 from ml_platform.register import EXIT_REFUSED
@@ -34,7 +35,7 @@ SESSION_TAG_FILTER = "tags.session = 'tune'"
 def _stack_settings(tmp: Path) -> Settings:
     """Settings for a private stack; every address is explicit so that the shared stack's
     environment (set by the session fixture) cannot leak in."""
-    s3_port, mlflow_port = free_port(), free_port()
+    s3_port, mlflow_port = free_s3_port(), free_port()
     return load_settings(
         state_dir=tmp / "state",
         lake_uri=str(tmp / "lake"),

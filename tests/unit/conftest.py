@@ -23,3 +23,20 @@ def spark() -> Iterator[object]:
 
 
 # --- end ETL -------------------------------------------------------------------------
+
+
+# --- all unit tests -------------------------------------------------------------------
+# Library calls under test may export settings into os.environ (model_loader mirrors the S3
+# settings for MLflow's client, tracking exports its HTTP retry budget). Unit tests must not
+# leave that behind: integration tests later in the same session start stacks whose settings
+# would otherwise lose to a leaked AWS_ENDPOINT_URL of the default local ports.
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

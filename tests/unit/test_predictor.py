@@ -226,3 +226,32 @@ def test_predictor_limit_comes_from_settings(models):
 def test_v1_body_that_is_not_json(models):
     with pytest.raises(InvalidInput, match="not valid JSON"):
         predictor(models).predict(b"{nope")
+
+
+def test_a_download_cut_short_is_never_taken_for_a_cached_model(models, tmp_path, monkeypatch):
+    """The store dies mid-download: nothing lands in the cache, and the next try downloads
+    whole (the old code reused any directory that already held an MLmodel)."""
+    import mlflow.artifacts
+
+    from inference_service import model_loader
+
+    settings = load_settings(state_dir=tmp_path / "state")
+    source = models["xgboost"]
+
+    def cut_short(artifact_uri, dst_path):
+        shutil.copy(source / "MLmodel", dst_path)  # MLmodel first, then the connection drops
+        raise ConnectionError("store went away")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", cut_short)
+    with pytest.raises(ModelLoadError, match="cannot download"):
+        model_loader.fetch_model("s3://b/m/artifacts", settings)
+    cache = settings.state_dir / "serving" / "models"
+    assert list(cache.iterdir()) == []
+
+    def whole(artifact_uri, dst_path):
+        return shutil.copytree(source, f"{dst_path}/artifacts")
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", whole)
+    local = model_loader.fetch_model("s3://b/m/artifacts", settings)
+    assert (local / "MLmodel").is_file() and len(list(local.iterdir())) > 1
+    assert load_model(local).predict_labels is not None

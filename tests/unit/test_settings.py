@@ -53,10 +53,39 @@ def test_empty_endpoint_means_aws_and_default_credential_chain(monkeypatch):
     assert s.s3_client_kwargs() == {"region_name": s.s3_region}
 
 
-def test_local_s3_gets_placeholder_credentials_only():
-    s = load_settings()
+def test_local_s3_gets_a_key_pair_generated_once_per_state_dir(tmp_path):
+    import os
+    import stat
+
+    s = load_settings(state_dir=tmp_path / "a")
     assert s.s3_is_local
-    assert s.s3_env()["AWS_ACCESS_KEY_ID"] == "local-stack"
+    first = s.s3_credentials()
+    assert first and all(len(part) >= 16 for part in first)
+    assert stat.S_IMODE(os.stat(s.s3_key_file).st_mode) == 0o600
+    assert load_settings(state_dir=tmp_path / "a").s3_credentials() == first  # read, not new
+    env = s.s3_env()
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == first
+    other = load_settings(state_dir=tmp_path / "b").s3_credentials()
+    assert other != first  # per state dir, never a shared placeholder
+    assert first[1] not in repr(s)
+
+
+def test_environment_keys_win_over_the_generated_pair(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id-from-env")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-from-env")
+    s = load_settings(state_dir=tmp_path)
+    assert s.s3_credentials() == ("id-from-env", "secret-from-env")
+    assert not s.s3_key_file.exists()
+
+
+def test_store_ports_follow_s3_port_or_the_base(tmp_path):
+    s = load_settings(s3_port=9100, state_dir=tmp_path)
+    assert s.store_ports["s3"] == 9100
+    assert sorted(s.store_ports.values()) == list(range(9100, 9108))
+    moved = load_settings(s3_port=9100, store_port_base=9500, state_dir=tmp_path)
+    assert sorted(moved.store_ports.values())[1:] == list(range(9500, 9507))
+    with pytest.raises(SettingsError, match="store_port_base"):
+        load_settings(s3_port=65530, state_dir=tmp_path)
 
 
 def test_dotenv_file_is_read(tmp_path):
