@@ -36,7 +36,6 @@ from inference_service.promotion.spec import AnalysisSpec, load_spec
 from inference_service.promotion.targets import Target
 from inference_service.state import StateError
 
-
 # A Prometheus just started by `prepare()` replays its WAL and staggers first scrapes; on a
 # loaded 2-core machine five 1 s intervals were not enough (CI run of stop 18). The wait
 # ends as soon as every queried metric is known, so only a truly unknown metric pays it.
