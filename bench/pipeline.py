@@ -29,7 +29,7 @@ TEARDOWN = (["serve:down"], ["local:down"])
 def pipeline_env(work: Path) -> dict[str, str]:
     """Settings for a private stack: every service on a free port, state and lake under
     `work` (the end-to-end restart test uses it too)."""
-    s3, mlflow, serve = free_s3_port(), free_port(), free_port()
+    s3, mlflow, serve, prometheus = free_s3_port(), free_port(), free_port(), free_port()
     s3_url, tracking = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{mlflow}"
     return {
         "MLP_STATE_DIR": str(work / "state"),
@@ -38,6 +38,9 @@ def pipeline_env(work: Path) -> dict[str, str]:
         "MLP_MLFLOW_PORT": str(mlflow),
         "MLP_SERVE_PORT": str(serve),
         "MLP_PREDICTOR_PORTS": json.dumps([free_port(), free_port()]),
+        "MLP_PROXY_STATS_PORT": str(free_port()),
+        "MLP_PROMETHEUS_PORT": str(prometheus),
+        "MLP_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus}",
         # Explicit, so that variables of an outer stack (e.g. a test session) cannot leak in.
         "MLP_TRACKING_URI": tracking,
         "MLFLOW_TRACKING_URI": tracking,

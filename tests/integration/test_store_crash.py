@@ -60,7 +60,15 @@ UPLOADER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crash")
-    settings = _stack_settings(tmp).model_copy(update={"best_run_file": tmp / ".env.best_run"})
+    # No configured keys: the private store generates its own pair under its state dir
+    # (the session's shared stack exports its keys into os.environ).
+    settings = _stack_settings(tmp).model_copy(
+        update={
+            "best_run_file": tmp / ".env.best_run",
+            "aws_access_key_id": None,
+            "aws_secret_access_key": None,
+        }
+    )
     stack = LocalStack(settings)
     try:
         stack.up()
