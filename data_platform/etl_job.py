@@ -109,14 +109,24 @@ def put_text(spark: SparkSession, uri: str, text: str) -> None:
 
 
 def write_version(
-    parsed: DataFrame, settings: Settings, counts: dict[str | None, int], base: str, version: str
+    parsed: DataFrame,
+    settings: Settings,
+    counts: dict[str | None, int],
+    base: str,
+    version: str,
+    stages_s: dict[str, float] | None = None,
 ) -> dict:
-    """Write train/test/rejects Parquet under `base`, then the manifest; return it."""
+    """Write train/test/rejects Parquet under `base`, then the manifest; return it.
+    `stages_s` (read/parse, validate so far) gains split and write timings."""
+    stages_s = dict(stages_s or {})
     spec = settings.dataset
+    t0 = time.perf_counter()
     good = T.good_rows(parsed, spec)
     marked = T.assign_split(good, spec, settings.seed, settings.test_fraction).cache()
     try:
         sizes = dict(marked.groupBy(T.SPLIT_COL).count().collect())
+        stages_s["split"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         cols = [*spec.features, T.LABEL_COL]
         outputs = {
             "train": marked.where(~F.col(T.SPLIT_COL)).select(*cols),
@@ -127,6 +137,7 @@ def write_version(
             frame.write.mode("errorifexists").parquet(_spark_uri(lake.join(base, split)))
     finally:
         marked.unpersist()
+    stages_s["write"] = time.perf_counter() - t0
     manifest = lake.build_manifest(
         dataset=spec.name,
         version=version,
@@ -140,6 +151,7 @@ def write_version(
         train_rows=sizes.get(False, 0),
         test_rows=sizes.get(True, 0),
         base_uri=base,
+        stages_s=stages_s,
     )
     # Last: until this file exists the version is invisible to every reader.
     put_text(
@@ -157,7 +169,11 @@ def run_etl(spark: SparkSession, settings: Settings, now: datetime | None = None
     raw_uri = _absolute(settings.raw_uri)
     parsed = read_parsed(spark, _spark_uri(raw_uri), spec).cache()
     try:
+        # The count materialises the cache: it is the read/parse pass plus the tally.
+        t0 = time.perf_counter()
         counts = T.count_by_reason(parsed)
+        stages = {"read_parse": time.perf_counter() - t0}
+        t0 = time.perf_counter()
         summary = {
             "dataset": spec.name,
             "raw_uri": raw_uri,
@@ -166,9 +182,10 @@ def run_etl(spark: SparkSession, settings: Settings, now: datetime | None = None
             "rejects_by_reason": {k: v for k, v in sorted(counts.items(), key=str) if k},
         }
         check_quality(counts, settings.max_reject_ratio, summary)
+        stages["validate"] = time.perf_counter() - t0
         date, version = lake.new_version(now)
         base = lake.version_uri(_absolute(settings.lake_uri), spec.name, date, version)
-        manifest = write_version(parsed, settings, counts, base, version)
+        manifest = write_version(parsed, settings, counts, base, version, stages)
     finally:
         parsed.unpersist()
     elapsed = round(time.perf_counter() - started, 3)
@@ -189,7 +206,7 @@ def parse_args(argv: Sequence[str] | None) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(**parse_args(argv))
     started = time.perf_counter()
-    spark = build_spark(f"etl-{settings.dataset.name}")
+    spark = build_spark(f"etl-{settings.dataset.name}", settings)
     try:
         summary = run_etl(spark, settings)
         code = 0

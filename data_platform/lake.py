@@ -82,8 +82,10 @@ def build_manifest(
     test_rows: int,
     base_uri: str,
     created_at: datetime | None = None,
+    stages_s: dict[str, float] | None = None,
 ) -> dict:
-    """The manifest dict; `counts` maps reject reason (None = good) to rows."""
+    """The manifest dict; `counts` maps reject reason (None = good) to rows; `stages_s`
+    the seconds each stage took (read/parse, validate, split, write)."""
     by_reason = {reason: n for reason, n in sorted(counts.items(), key=str) if reason}
     rows_out = counts.get(None, 0)
     return {
@@ -104,6 +106,7 @@ def build_manifest(
         "rejects": {"total": sum(by_reason.values()), "by_reason": by_reason},
         "paths": {split: join(base_uri, split) for split in SPLITS},
         "format": "parquet",
+        "stages_s": {k: round(v, 3) for k, v in (stages_s or {}).items()},
     }
 
 

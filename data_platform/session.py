@@ -23,10 +23,8 @@ LOCAL_CONF: dict[str, str] = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
     "spark.sql.session.timeZone": "UTC",
-    "spark.driver.memory": "1g",
     "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile=file:{_QUIET_LOG4J}",
 }
 
@@ -36,14 +34,29 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_spark(app_name: str = "etl") -> SparkSession:
-    """The session for this process: the submitter's when submitted, else a local one."""
+def sizing_conf(settings=None) -> dict[str, str]:
+    """Driver memory and shuffle partitions from the settings object (MLP_SPARK_*)."""
+    if settings is None:
+        from helper.settings import load_settings
+
+        settings = load_settings()
+    from helper.settings import spark_memory_mib
+
+    return {
+        "spark.driver.memory": f"{spark_memory_mib(settings.spark_driver_memory)}m",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+    }
+
+
+def build_spark(app_name: str = "etl", settings=None) -> SparkSession:
+    """The session for this process: the submitter's when submitted, else a local one
+    sized from `settings` (default: the environment's)."""
     if launched_by_spark_submit():
         return SparkSession.builder.appName(app_name).getOrCreate()
     # Without this Spark resolves the machine's external address before reading the conf.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(LOCAL_MASTER).appName(app_name)
-    for key, value in LOCAL_CONF.items():
+    for key, value in {**LOCAL_CONF, **sizing_conf(settings)}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

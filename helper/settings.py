@@ -9,6 +9,7 @@ import time: call `get_settings()`.
 from __future__ import annotations
 
 import functools
+import re
 import tempfile
 from enum import StrEnum
 from pathlib import Path
@@ -103,6 +104,29 @@ def _check_http(value: str, field: str) -> str:
     return value
 
 
+_SPARK_MEMORY = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
+
+
+def spark_memory_mib(value: str) -> int:
+    """'1Gi' -> 1024, '512Mi' -> 512 (Kubernetes quantity spelling, binary units only)."""
+    match = _SPARK_MEMORY.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a memory size like 512Mi or 2Gi")
+    return int(match[1]) * (1024 if match[2] == "Gi" else 1)
+
+
+def check_spark_memory(value: str, name: str) -> str:
+    """Validate a Spark memory setting; the driver needs at least 1Gi."""
+    try:
+        mib = spark_memory_mib(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if mib < (1024 if name == "spark_driver_memory" else 512):
+        floor = "1Gi" if name == "spark_driver_memory" else "512Mi"
+        raise ValueError(f"{name}: {value} is below the minimum {floor}")
+    return value
+
+
 class Settings(BaseSettings):
     """Platform configuration. Environment variables are `MLP_<FIELD>`; the usual
     MLflow/AWS variable names are accepted where a user would expect them."""
@@ -178,6 +202,18 @@ class Settings(BaseSettings):
     seed: int = 42
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     max_reject_ratio: float = Field(0.2, ge=0.0, le=1.0)
+
+    # --- Spark sizing (local session and the cluster SparkApplication) -------------
+    spark_driver_memory: str = Field("1Gi", description="driver JVM heap, e.g. 1Gi, 2048Mi")
+    spark_executor_memory: str = Field("1Gi", description="executor JVM heap (cluster)")
+    spark_executor_cores: int = Field(1, ge=1, le=64)
+    spark_executor_instances: int = Field(1, ge=1, le=1000)
+    spark_shuffle_partitions: int = Field(2, ge=1, le=100_000)
+
+    @field_validator("spark_driver_memory", "spark_executor_memory")
+    @classmethod
+    def _spark_memory(cls, v: str, info) -> str:
+        return check_spark_memory(v, info.field_name)
 
     # --- tuning ------------------------------------------------------------------
     tune_num_samples: int = Field(16, ge=1)

@@ -32,6 +32,9 @@ def test_iris_run_publishes_a_readable_version(spark, tmp_path):
     assert (len(train), len(test)) == (manifest["train_rows"], manifest["test_rows"])
     assert sorted(set(train["label"])) == [0, 1, 2]
     assert Path(summary["output"]).is_relative_to(tmp_path / "lake" / "iris")
+    stages = manifest["stages_s"]
+    assert set(stages) == {"read_parse", "validate", "split", "write"}
+    assert all(isinstance(v, float) and v >= 0 for v in stages.values())
 
 
 def test_rejects_are_written_and_counted_by_reason(spark, tmp_path):
