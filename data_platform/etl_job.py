@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from data_platform import lake
 from data_platform import transforms as T
 from data_platform.session import build_spark
+from helper.dataset import DatasetError, check_raw_file
 from helper.settings import DatasetSpec, Settings, load_settings
 
 LINE_ID = "_line_id"
@@ -127,7 +128,7 @@ def write_version(
         sizes = dict(marked.groupBy(T.SPLIT_COL).count().collect())
         stages_s["split"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cols = [*spec.features, T.LABEL_COL]
+        cols = [T.col(n) for n in (*spec.features, T.LABEL_COL)]
         outputs = {
             "train": marked.where(~F.col(T.SPLIT_COL)).select(*cols),
             "test": marked.where(F.col(T.SPLIT_COL)).select(*cols),
@@ -205,6 +206,11 @@ def parse_args(argv: Sequence[str] | None) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(**parse_args(argv))
+    try:  # before Spark's ~10 s start: a raw file that contradicts the YAML stops here
+        check_raw_file(settings.dataset, _absolute(settings.raw_uri))
+    except DatasetError as exc:
+        print(f"ETL refused: {exc}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     spark = build_spark(f"etl-{settings.dataset.name}", settings)
     try:

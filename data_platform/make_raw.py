@@ -7,6 +7,7 @@ lines of every kind the parser rejects, so the benchmark and the fuzz tests feed
 job the same shapes of bad input it must survive in production.
 
     python -m data_platform.make_raw                       # rewrite data/iris.data
+    python -m data_platform.make_raw --breast-cancer       # rewrite data/breast_cancer.csv
     python -m data_platform.make_raw --rows 100000 --malformed 0.05 --out /tmp/big.data
 """
 
@@ -52,6 +53,24 @@ def iris_lines() -> list[str]:
         ",".join([*(f"{value:.1f}" for value in row), names[target]])
         for row, target in zip(bunch.data, bunch.target, strict=True)
     ]
+
+
+BREAST_CANCER_OUT = REPO_ROOT / "data" / "breast_cancer.csv"
+
+
+def breast_cancer_lines() -> list[str]:
+    """scikit-learn's bundled Wisconsin diagnostic breast cancer data (569 rows, 30 numeric
+    features, binary label) as CSV with a header line: feature names as sklearn spells them
+    (spaces included), then `diagnosis` (malignant | benign); values as sklearn stores them."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    header = ",".join([*bunch.feature_names, "diagnosis"])
+    rows = [
+        ",".join([*(repr(float(v)) for v in row), str(bunch.target_names[target])])
+        for row, target in zip(bunch.data, bunch.target, strict=True)
+    ]
+    return [header, *rows]
 
 
 def _malformed(kind: str, good: str, spec: DatasetSpec, rng: random.Random) -> str:
@@ -130,20 +149,26 @@ def write_lines(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_platform.make_raw", description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="file to write")
+    parser.add_argument("--out", type=Path, default=None, help="file to write")
+    parser.add_argument(
+        "--breast-cancer", action="store_true", help="sklearn's breast cancer data instead of iris"
+    )
     parser.add_argument("--rows", type=int, default=None, help="synthetic rows instead of iris")
     parser.add_argument("--malformed", type=float, default=0.0, help="share of broken lines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bom", action="store_true", help="start the file with a UTF-8 BOM")
     parser.add_argument("--crlf", action="store_true", help="end lines with CRLF")
     args = parser.parse_args(argv)
-    if args.rows is None:
+    out = args.out
+    if args.breast_cancer:
+        lines, out = breast_cancer_lines(), out or BREAST_CANCER_OUT
+    elif args.rows is None:
         lines = iris_lines()
     else:
         spec = get_settings().dataset
         raw = synthetic_lines(args.rows, spec, seed=args.seed, malformed_fraction=args.malformed)
         lines = [r.text for r in raw]
-    path = write_lines(args.out, lines, bom=args.bom, crlf=args.crlf)
+    path = write_lines(out or DEFAULT_OUT, lines, bom=args.bom, crlf=args.crlf)
     print(f"wrote {len(lines)} lines to {path}")
     return 0
 

@@ -38,6 +38,12 @@ _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NON_FINITE = r"(?i)^[+-]?(nan|inf|infinity)$"
 
 
+def col(name: str) -> Column:
+    """A column by its exact name: data-set names may hold dots, spaces or digits only, which
+    `F.col("a.b")` or `select("a.b")` would read as a nested field."""
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
 def _clean(col: Column) -> Column:
     """Strip whitespace of any kind (Spark's trim only strips spaces)."""
     return F.regexp_replace(col, r"^\s+|\s+$", "")
@@ -130,7 +136,7 @@ def drop_header(lines: DataFrame, spec: DatasetSpec, line_id_col: str) -> DataFr
 
 def good_rows(parsed: DataFrame, spec: DatasetSpec) -> DataFrame:
     """The parsed lines that passed every check: features + `label`, nothing else."""
-    cols = [F.col(name).cast("double").alias(name) for name in spec.features]
+    cols = [col(name).cast("double").alias(name) for name in spec.features]
     return parsed.where(F.col(REASON_COL).isNull()).select(
         *cols, F.col(LABEL_COL).cast("int").alias(LABEL_COL)
     )
@@ -169,11 +175,11 @@ def assign_split(
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction: must be in (0, 1), got {test_fraction}")
     names = [*spec.features, LABEL_COL]
-    key = F.xxhash64(F.lit(seed).cast("long"), *[F.col(n) for n in names])
+    key = F.xxhash64(F.lit(seed).cast("long"), *[col(n) for n in names])
     keyed = rows.withColumn("_key", key).withColumn(
         "_bucket", F.shiftright(F.col("_key"), 64 - bucket_bits)
     )
-    order = F.struct(F.col("_key"), *[F.col(n) for n in names])
+    order = F.struct(F.col("_key"), *[col(n) for n in names])
     is_test = F.lit(False)
     for label, (bucket, cut) in _split_cutoffs(keyed, names, test_fraction).items():
         values = zip(names, cut[1:], strict=True)
@@ -206,7 +212,7 @@ def _split_cutoffs(keyed: DataFrame, names: list[str], fraction: float) -> dict[
     for label, (bucket, _) in need.items():
         wanted = wanted | ((F.col(LABEL_COL) == label) & (F.col("_bucket") == bucket))
     boundary: dict[int, list[tuple]] = {}
-    for row in keyed.where(wanted).select(LABEL_COL, "_key", *names).collect():
+    for row in keyed.where(wanted).select(LABEL_COL, "_key", *[col(n) for n in names]).collect():
         boundary.setdefault(row[0], []).append(tuple(row[1:]))
     return {
         label: (bucket, sorted(boundary[label])[nth - 1]) for label, (bucket, nth) in need.items()
@@ -218,7 +224,7 @@ def split(
 ) -> tuple[DataFrame, DataFrame]:
     """(train, test) DataFrames with the lake's columns: features + `label`."""
     marked = assign_split(rows, spec, seed, test_fraction)
-    cols = [*spec.features, LABEL_COL]
+    cols = [col(n) for n in (*spec.features, LABEL_COL)]
     return (
         marked.where(~F.col(SPLIT_COL)).select(*cols),
         marked.where(F.col(SPLIT_COL)).select(*cols),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from helper.dataset import check_raw_file
 from helper.settings import Settings, load_settings
 
 SHA_KEY = "sha256"  # object metadata key
@@ -32,7 +33,7 @@ class UploadResult:
 
 def raw_key(settings: Settings) -> str:
     spec = settings.dataset
-    return f"raw/{spec.name}/{spec.raw_file}"
+    return f"raw/{spec.name}/{Path(spec.raw_file).name}"
 
 
 def _client(settings: Settings):
@@ -47,6 +48,7 @@ def _local_source(settings: Settings, source: str | Path | None) -> Path:
         raise ValueError(f"raw_uri: '{path}' is already in S3; upload needs a local file")
     if not path.is_file():
         raise FileNotFoundError(f"raw_uri: no file at {path} (run `task data:raw`)")
+    check_raw_file(settings.dataset, path)  # DatasetError: the file contradicts the YAML
     return path
 
 

@@ -13,13 +13,11 @@ import re
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import (
     AliasChoices,
-    BaseModel,
     Field,
     SecretStr,
     ValidationError,
@@ -27,6 +25,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# the data-set model lives in helper/dataset.py; re-exported for existing importers
+from helper.dataset import DatasetError, DatasetSpec, load_dataset_spec  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET_CONFIG = REPO_ROOT / "data_platform" / "datasets" / "iris.yaml"
@@ -51,39 +52,6 @@ class Metric(StrEnum):
     @property
     def mode(self) -> Literal["max", "min"]:
         return "min" if self is Metric.log_loss else "max"
-
-
-class DatasetSpec(BaseModel):
-    """What the raw labelled CSV looks like; swapping data sets means swapping this file."""
-
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-    raw_file: str
-    header: bool = False
-    features: Annotated[list[str], Field(min_length=1)]
-    label: str
-    classes: Annotated[list[str], Field(min_length=2)]
-
-    @model_validator(mode="after")
-    def _unique(self) -> DatasetSpec:
-        cols = [*self.features, self.label]
-        if len(set(cols)) != len(cols):
-            raise ValueError("feature and label column names must be unique")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError("class names must be unique")
-        return self
-
-    @property
-    def columns(self) -> list[str]:
-        return [*self.features, self.label]
-
-    @property
-    def label_index(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
-
-
-def load_dataset_spec(path: str | Path) -> DatasetSpec:
-    with open(path, encoding="utf-8") as fh:
-        return DatasetSpec.model_validate(yaml.safe_load(fh))
 
 
 def _check_uri(value: str, field: str) -> str:
@@ -145,7 +113,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(REPO_ROOT / ".local", description="pid files, logs, local DBs")
     dataset_config: Path = Field(DEFAULT_DATASET_CONFIG, description="data set description")
     raw_uri: str = Field(
-        str(REPO_ROOT / "data" / "iris.data"), description="raw CSV: a path or s3a:// URI"
+        "", description="raw CSV: a path or s3a:// URI; default: the data set's raw_file"
     )
     lake_uri: str = Field(
         "", description="lake root: a path or s3a:// URI; default <state_dir>/lake"
@@ -191,8 +159,9 @@ class Settings(BaseSettings):
     artifacts_destination: str = Field(
         "", description="where the MLflow server stores artifacts; default s3://<bucket>/mlflow"
     )
-    experiment_name: str = "iris-xgboost"
-    registered_model_name: str = Field("iris-classifier", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # default (empty): from the data set (helper/dataset.py), e.g. iris-xgboost / iris-classifier
+    experiment_name: str = ""
+    registered_model_name: str = Field("", pattern=r"^([a-z0-9][a-z0-9-]*)?$")
     metric: Metric = Metric.accuracy
     # Iris's held-out split is 30 rows, so one row moves accuracy by 3.3 points; tree models
     # reach 0.87-0.93 on it depending on the split. The gate is "not broken", not a leaderboard.
@@ -317,7 +286,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
-        """Local defaults follow the ports and bucket unless set explicitly."""
+        """Local defaults follow the ports, bucket and data set unless set explicitly."""
+        spec = self.dataset
+        self.raw_uri = self.raw_uri or str(spec.resolve_raw())
+        self.experiment_name = self.experiment_name or spec.default_experiment_name
+        self.registered_model_name = self.registered_model_name or spec.default_model_name
         if not self.lake_uri:
             self.lake_uri = str(self.state_dir / "lake")
         if "s3_endpoint_url" not in self.model_fields_set:
@@ -351,6 +324,7 @@ class Settings(BaseSettings):
     def _dataset_exists(cls, v: Path) -> Path:
         if not Path(v).is_file():
             raise ValueError(f"dataset_config: no file at {v}")
+        load_dataset_spec(v)  # DatasetError (a ValueError) names the file and the problem
         return v
 
     # --- derived -----------------------------------------------------------------

@@ -219,3 +219,27 @@ def test_split_equals_the_per_class_rank_definition_at_any_bucket_size(spark, sp
     rows = marked.select("ref", T.SPLIT_COL).collect()
     assert len(rows) == len(lines) and sum(r[1] for r in rows) > 0
     assert all(r[0] == r[1] for r in rows)
+
+
+def test_odd_numeric_feature_names_and_a_binary_label_go_through_parse_and_split(spark):
+    odd = DatasetSpec(
+        name="odd",
+        raw_file="odd.csv",
+        header=True,
+        features=["1", "a.b", "mean radius", "x (cm)"],
+        label="target",
+        classes=["neg", "pos"],
+    )
+    lines = ["1,a.b,mean radius,x (cm),target"] + [
+        f"{i}.5,{i % 3},{i * 2},{i % 7}.25,{'pos' if i % 2 else 'neg'}" for i in range(40)
+    ]
+    frame = spark.createDataFrame(
+        [(i, line) for i, line in enumerate(lines)], "id long, value string"
+    )
+    parsed = T.parse_lines(T.drop_header(T.normalize_lines(frame), odd, "id"), odd)
+    good = T.good_rows(parsed, odd)
+    assert good.count() == 40 and good.columns == [*odd.features, T.LABEL_COL]
+    train, test = T.split(good, odd, seed=1, test_fraction=0.25)
+    assert (train.count(), test.count()) == (30, 10)
+    assert sorted(r[T.LABEL_COL] for r in test.collect()) == [0] * 5 + [1] * 5
+    assert test.columns == [*odd.features, T.LABEL_COL]

@@ -149,5 +149,5 @@ def test_another_dataset_is_only_config(tmp_path):
 def test_dataset_spec_rejects_duplicate_columns(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: bad\nraw_file: x\nfeatures: [a, a]\nlabel: y\nclasses: [p, q]\n")
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match="duplicate feature names: a"):
         load_dataset_spec(cfg)
