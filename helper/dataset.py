@@ -176,13 +176,20 @@ def load_dataset_spec(path: str | Path) -> DatasetSpec:
     return _load_cached(str(p), st.st_mtime_ns, st.st_size).model_copy()
 
 
-def _first_line(path: Path) -> str | None:
+SAMPLE_LINES = 20
+
+
+def _first_lines(path: Path, limit: int = SAMPLE_LINES) -> list[str]:
+    """The first `limit` non-blank lines (BOM and line ends stripped)."""
+    lines = []
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
         for line in fh:
             text = line.removeprefix("\ufeff").rstrip("\r\n")
             if text.strip():
-                return text
-    return None
+                lines.append(text)
+                if len(lines) == limit:
+                    break
+    return lines
 
 
 def is_local(uri: str) -> bool:
@@ -191,9 +198,10 @@ def is_local(uri: str) -> bool:
 
 
 def check_raw_file(spec: DatasetSpec, raw_uri: str | Path) -> None:
-    """Raise DatasetError when the local raw file is missing or its first line contradicts the
-    spec (column count; header declared but absent, or present but not declared). Object-store
-    URIs are not opened here: the ETL names a missing object when it reads it."""
+    """Raise DatasetError when the local raw file is missing, empty, or contradicts the spec:
+    a declared header that is not there, or no row of the described width among the first
+    lines. Object-store URIs are not opened here: the ETL names a missing object when it
+    reads it."""
     if not is_local(str(raw_uri)):
         return
     path = Path(str(raw_uri).removeprefix("file://"))
@@ -204,22 +212,30 @@ def check_raw_file(spec: DatasetSpec, raw_uri: str | Path) -> None:
             f"{where}: raw file missing: {path} (raw_file '{spec.raw_file}', looked at {looked};"
             " or set MLP_RAW_URI)"
         )
-    first = _first_line(path)
-    if first is None:
+    sample = _first_lines(path)
+    if not sample:
         raise DatasetError(f"{where}: raw file {path} is empty")
+    first, width = sample[0], len(spec.columns)
     fields = [f.strip() for f in first.split(",")]
-    if len(fields) != len(spec.columns):
+    if spec.header:  # the first line is consumed as the header: it must be the header
+        if len(fields) != width:
+            raise DatasetError(
+                f"{where}: raw file {path}: first line has {len(fields)} columns, the data set "
+                f"describes {width} ({len(spec.features)} features + label '{spec.label}')"
+            )
+        if [f.lower() for f in fields] != [c.lower() for c in spec.columns]:
+            raise DatasetError(
+                f"{where}: header: true but the first line of {path} is not the header "
+                f"{','.join(spec.columns)} (got {first[:120]!r})"
+            )
+        return
+    # Without a header, a malformed row (even the first, even a stray header line) is the
+    # ETL's to quarantine and count; only a file whose rows never have the described width
+    # contradicts the YAML.
+    counts = {len(line.split(",")) for line in sample}
+    if width not in counts:
         raise DatasetError(
-            f"{where}: raw file {path}: first line has {len(fields)} columns, the data set "
-            f"describes {len(spec.columns)} ({len(spec.features)} features + label '{spec.label}')"
-        )
-    looks_like_header = [f.lower() for f in fields] == [c.lower() for c in spec.columns]
-    if spec.header and not looks_like_header:
-        raise DatasetError(
-            f"{where}: header: true but the first line of {path} is not the header "
-            f"{','.join(spec.columns)} (got {first[:120]!r})"
-        )
-    if not spec.header and looks_like_header:
-        raise DatasetError(
-            f"{where}: the first line of {path} is a header; set header: true in the YAML"
+            f"{where}: raw file {path}: none of its first {len(sample)} lines has "
+            f"{width} columns ({len(spec.features)} features + label '{spec.label}'); "
+            f"the first has {len(fields)}"
         )

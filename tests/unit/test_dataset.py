@@ -140,17 +140,24 @@ def test_missing_raw_file_names_where_it_looked(tmp_path):
     ("header", "first_line", "message"),
     [
         ("true", "1,a.b,y", "first line has 3 columns, the data set describes 4"),
-        ("false", "0.1,0.2,0.3,0.4,yes", "first line has 5 columns, the data set describes 4"),
+        ("false", "0.1,0.2,0.3,0.4,yes", "none of its first 2 lines has 4 columns"),
         ("true", "0.1,0.2,0.3,yes", "header: true but the first line"),
-        ("false", "1,a.b,x (cm),y", "is a header; set header: true"),
         ("false", "", "is empty"),
     ],
 )
 def test_raw_file_contradicting_the_yaml_is_refused(tmp_path, header, first_line, message):
-    (tmp_path / "toy.csv").write_text(first_line + ("\n0.1,0.2,0.3,yes\n" if first_line else ""))
+    second = "0.1,0.2,0.3,0.4,no" if header == "false" else "0.1,0.2,0.3,yes"
+    (tmp_path / "toy.csv").write_text(first_line + (f"\n{second}\n" if first_line else ""))
     s = load_settings(dataset_config=write_yaml(tmp_path, GOOD.replace("true", header)))
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_raw_file(s.dataset, s.raw_uri)
+
+
+@pytest.mark.parametrize("first_line", ["1,a.b,x (cm),y", "0.1,0.2,yes", "not,a,row,at,all"])
+def test_a_malformed_first_row_of_a_headerless_file_is_left_to_the_quarantine(tmp_path, first_line):
+    (tmp_path / "toy.csv").write_text(f"{first_line}\n0.1,0.2,0.3,yes\n")
+    s = load_settings(dataset_config=write_yaml(tmp_path, GOOD.replace("true", "false")))
+    check_raw_file(s.dataset, s.raw_uri)
 
 
 def test_headerless_file_with_bom_and_crlf_passes(tmp_path):
