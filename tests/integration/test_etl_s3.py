@@ -54,7 +54,7 @@ def test_upload_is_idempotent_and_follows_content(s3_settings, tmp_path):
 
 def test_a_missing_bucket_is_named_in_the_error(s3_settings, tmp_path):
     source = tmp_path / "iris.data"
-    source.write_text("x\n")
+    source.write_text("5.1,3.5,1.4,0.2,Iris-setosa\n")  # a valid row: the bucket is what fails
     other = s3_settings.model_copy(update={"s3_bucket": "no-such-bucket"})
     with pytest.raises(RuntimeError, match="s3_bucket: bucket 'no-such-bucket' does not exist"):
         upload.upload_raw(other, source)

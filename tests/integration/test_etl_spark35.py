@@ -29,7 +29,7 @@ PROJECT = REPO_ROOT / "tests" / "envs" / "spark35"
 JOB_FILE = REPO_ROOT / "data_platform" / "etl_job.py"
 SPARK35 = "3.5.6"  # the Stackable image's Spark (data_platform/Dockerfile's base)
 # identity and timing differ per run; everything else must agree
-PER_RUN = {"version", "created_at", "paths", "raw_uri"}
+PER_RUN = {"version", "created_at", "paths", "raw_uri", "stages_s"}
 
 
 @pytest.fixture(scope="module")
