@@ -127,12 +127,16 @@ def test_pipeline_down_up_keeps_everything_and_a_second_pipeline_promotes(world,
     assert after == before
     manifest = after["manifest"]
     assert len(read_split(manifest, "train", settings)) == manifest["train_rows"]
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    # tracking_uri per call: mlflow.set_tracking_uri would also export MLFLOW_TRACKING_URI
+    # to later tests' subprocesses, pointing them at this test's stack once it is down.
+    uri = settings.tracking_uri
     for run_id in before["runs"]:  # every run's files download, not only list
-        mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(tmp_path / run_id))
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, dst_path=str(tmp_path / run_id), tracking_uri=uri
+        )
     for model_id in before["models"]:
         mlflow.artifacts.download_artifacts(
-            f"models:/{model_id}", dst_path=str(tmp_path / model_id)
+            f"models:/{model_id}", dst_path=str(tmp_path / model_id), tracking_uri=uri
         )
 
     _task(env, "pipeline", "SMOKE=1")

@@ -96,6 +96,10 @@ def pipeline(local_stack: Settings, tmp_path_factory):
     manifest = write_tiny_lake(lake_uri)
     env = {
         **os.environ,
+        # the shared stack, explicitly: an earlier test's in-process MLflow client may have
+        # exported another stack's MLFLOW_TRACKING_URI
+        "MLP_TRACKING_URI": local_stack.tracking_uri,
+        "MLFLOW_TRACKING_URI": local_stack.tracking_uri,
         "MLP_LAKE_URI": lake_uri,
         "MLP_EXPERIMENT_NAME": f"tune-it-{tag}",
         "MLP_REGISTERED_MODEL_NAME": f"tune-it-{tag}",
