@@ -83,8 +83,10 @@ def run(ctx: BenchContext) -> dict:
     store_settings = load_settings(state_dir=work / "state")
     store_disk = object_store.disk_usage(store_settings) if not ctx.smoke else None
     store_rss = run_.peak_by_name.get("weed", 0)
+    store_cpu = run_.cpu_by_name.get("weed", 0.0)
     ctx.log(
-        f"  object store (SeaweedFS): peak RSS {store_rss / 2**20:.0f} MiB"
+        f"  object store (SeaweedFS): peak RSS {store_rss / 2**20:.0f} MiB, CPU {store_cpu:.1f} s"
+        f" ({100 * store_cpu / max(run_.wall_s, 1e-9):.1f} % of the wall time)"
         + (f", {store_disk / 2**20:.1f} MiB on disk after the pipeline" if store_disk else "")
     )
     steps = [{"at_s": t, "step": line.removeprefix("task: ")} for t, line in run_.marks]
@@ -99,6 +101,10 @@ def run(ctx: BenchContext) -> dict:
         # CPU seconds of every tagged process: on a shared machine a steadier figure than wall
         "cpu_s": round(run_.cpu_s, 1),
         "store_peak_rss_mib": round(store_rss / 2**20, 1),
+        # Upper bound of what any store could save: its own CPU, as a share of the wall time
+        "store_cpu_s": round(store_cpu, 2),
+        "store_cpu_share_of_wall": round(store_cpu / max(run_.wall_s, 1e-9), 4),
+        "cpu_s_by_program": {k: round(v, 1) for k, v in sorted(run_.cpu_by_name.items())},
         "store_disk_mib": round(store_disk / 2**20, 2) if store_disk is not None else None,
         "leftover_processes_killed": leftovers,
         "steps": steps,

@@ -67,6 +67,7 @@ class RssSampler:
         self.peak_procs = 0
         self.samples = 0
         self.cpu: dict[int, float] = {}  # pid -> user+system seconds at its last sample
+        self.names: dict[int, str] = {}  # pid -> process name, for CPU per program
         self.peak_by_name: dict[str, int] = {}  # process name (e.g. "weed") -> peak summed RSS
 
     def _loop(self) -> None:
@@ -81,6 +82,7 @@ class RssSampler:
                     by_name[p.name()] = by_name.get(p.name(), 0) + rss
                     times = p.cpu_times()
                     self.cpu[p.pid] = times.user + times.system
+                    self.names[p.pid] = p.name()
             for name, rss in by_name.items():
                 self.peak_by_name[name] = max(rss, self.peak_by_name.get(name, 0))
             if total > self.peak:
@@ -102,6 +104,14 @@ class RssSampler:
         with other work inflates wall time far more than it inflates this)."""
         return sum(self.cpu.values())
 
+    def cpu_by_name(self) -> dict[str, float]:
+        """CPU seconds per program name (e.g. what the object store cost beside the rest)."""
+        out: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            name = self.names.get(pid, "?")
+            out[name] = out.get(name, 0.0) + seconds
+        return out
+
 
 @dataclass
 class CommandRun:
@@ -118,6 +128,7 @@ class CommandRun:
     marks: list[tuple[float, str]] = field(default_factory=list)  # (seconds, line) of interest
     cpu_s: float = 0.0
     peak_by_name: dict[str, int] = field(default_factory=dict)
+    cpu_by_name: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -173,7 +184,7 @@ def run_measured(
     tail = log.read_text(errors="replace").splitlines()[-15:]
     return CommandRun(
         list(argv), code, wall, sampler.peak, sampler.peak_procs, log, tag, tail, marks,
-        sampler.cpu_s, sampler.peak_by_name,
+        sampler.cpu_s, sampler.peak_by_name, sampler.cpu_by_name(),
     )  # fmt: skip
 
 

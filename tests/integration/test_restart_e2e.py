@@ -134,9 +134,11 @@ def test_pipeline_down_up_keeps_everything_and_a_second_pipeline_promotes(world,
         mlflow.artifacts.download_artifacts(
             run_id=run_id, dst_path=str(tmp_path / run_id), tracking_uri=uri
         )
-    for model_id in before["models"]:
+    client = MlflowClient(uri)
+    for model_id in before["models"]:  # models:/<id> would resolve against the global URI
+        location = client.get_logged_model(model_id).artifact_location
         mlflow.artifacts.download_artifacts(
-            f"models:/{model_id}", dst_path=str(tmp_path / model_id), tracking_uri=uri
+            artifact_uri=location, dst_path=str(tmp_path / model_id), tracking_uri=uri
         )
 
     _task(env, "pipeline", "SMOKE=1")
@@ -146,6 +148,5 @@ def test_pipeline_down_up_keeps_everything_and_a_second_pipeline_promotes(world,
     assert (report["version"], report["outcome"]) == (second, "promoted"), report
     assert report["steps"] and report["load"]["sent"] > 0, report  # canary traffic, analysed
     assert _served_version(settings) == second
-    client = MlflowClient(settings.tracking_uri)
     alias = client.get_model_version_by_alias(settings.registered_model_name, "champion")
     assert alias.version == second
