@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from helper.settings import Settings, load_settings
 from ml_platform import tracking
 from ml_platform.data import load_lake, split_validation
+from ml_platform.progress import progress_callback, progress_path
 from ml_platform.results import (
     TuneSummary,
     best_so_far,
@@ -344,6 +345,12 @@ def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
             # one errored trial already makes the session partial (never registered), so
             # stop at once instead of failing every remaining trial against a dead MLflow
             failure_config=tune.FailureConfig(fail_fast=True),
+            # trials done / total and best so far for the pipeline's progress bar
+            callbacks=[
+                progress_callback(
+                    progress_path(settings.state_dir), budget.num_samples, metric, mode
+                )
+            ],
         ),
     )
     return tuner.fit()
