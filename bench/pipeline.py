@@ -24,6 +24,8 @@ from helper.settings import REPO_ROOT, load_settings
 FULL = ["pipeline"]
 SMOKE = ["local:up"]
 TEARDOWN = (["serve:down"], ["local:down"])
+# go-task's command echo (a single task) and the pipeline runner's line per finished stage
+STEP_PREFIXES = ("task: [", "ok ", "FAILED ", "stopped ")
 
 
 def pipeline_env(work: Path) -> dict[str, str]:
@@ -63,7 +65,7 @@ def run(ctx: BenchContext) -> dict:
     try:
         run_ = run_measured(
             [str(REPO_ROOT / "task"), *tasks], log=work / "pipeline.log", env=env,
-            cwd=REPO_ROOT, timeout=900, interval=0.5, tag=tag, mark_prefix="task: [",
+            cwd=REPO_ROOT, timeout=900, interval=0.5, tag=tag, mark_prefix=STEP_PREFIXES,
         )  # fmt: skip
         for i, down in enumerate(TEARDOWN):
             run_measured(

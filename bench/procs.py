@@ -155,7 +155,7 @@ def run_measured(
     timeout: float = 3600.0,
     interval: float = 0.25,
     tag: str | None = None,
-    mark_prefix: str | None = None,
+    mark_prefix: str | tuple[str, ...] | None = None,
 ) -> CommandRun:
     """Run `argv` to completion (stdout+stderr to `log`), timing it and sampling the peak RSS
     of every process that carries this run's tag. On timeout the tagged processes are killed.

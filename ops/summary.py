@@ -6,42 +6,18 @@ import sys
 
 from helper.local_stack import LocalStack
 from helper.settings import Settings, load_settings
+from ops import figures
 
 
-def _serving_lines(settings: Settings) -> list[str]:
-    """Who serves, and what the last promotion decided (if one ran)."""
-    import json
-
-    from inference_service.promotion.flow import report_dir
-    from inference_service.serving_stack import ServingStack
-
-    lines = []
-    st = ServingStack(settings).status().get("state")
-    if st:
-        canary = st.get("canary")
-        split = f", canary v{canary['version']} at {st['canary_percent']} %" if canary else ""
-        lines.append(f"served    champion v{st['champion']['version']}{split}")
-    last = report_dir(settings) / "last.json"
-    if last.is_file():
-        report = json.loads(last.read_text(encoding="utf-8"))
-        lines.append(
-            f"promotion v{report.get('version')}: {report.get('outcome')} ({report.get('reason')})"
-        )
-    return lines
+def _figure(label: str, figure, settings: Settings) -> str:
+    try:
+        return f"{label:<10}{figure(settings, None, 0.0) or '(none yet)'}"
+    except Exception as exc:  # noqa: BLE001 - a summary reports, it does not fail
+        return f"{label:<10}(unknown: {exc})"
 
 
 def summary_lines(settings: Settings) -> list[str]:
-    lines = ["", "== pipeline summary =="]
-    try:
-        from data_platform.lake import latest_manifest
-
-        m = latest_manifest(settings.lake_uri, settings.dataset.name, settings)
-        lines.append(
-            f"data      {m['version']}: {m['rows_in']} rows in, {m['train_rows']} train, "
-            f"{m['test_rows']} test, {m['rejects']['total']} rejected"
-        )
-    except Exception as exc:  # noqa: BLE001 - a summary reports, it does not fail
-        lines.append(f"data      (no ETL output: {exc})")
+    lines = ["", "== pipeline summary ==", _figure("data", figures.etl_figure, settings)]
     if settings.best_run_file.is_file():
         from inference_service.serving_stack import read_best_run
 
@@ -53,7 +29,8 @@ def summary_lines(settings: Settings) -> list[str]:
         lines.append(f"artifact  {best.get('STORAGE_URI')}")
     else:
         lines.append("model     (none registered yet)")
-    lines.extend(_serving_lines(settings))
+    lines.append(_figure("served", figures.serve_figure, settings))
+    lines.append(_figure("promotion", figures.last_promotion, settings))
     up = {r["service"]: r["healthy"] for r in LocalStack(settings).status()}
     lines.append(
         f"stack     s3={'up' if up.get('s3') else 'down'} mlflow="
