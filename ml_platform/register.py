@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helper.settings import Metric, Settings, load_settings
-from helper.store_check import MANIFEST_TAG, resolve_storage_uri
 from ml_platform import tracking
+from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
 
 CHALLENGER_ALIAS = "challenger"
 TIE_BREAK_METRIC = "log_loss"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from helper.local_stack import LocalStack
 from helper.settings import Settings, load_settings
 from ops import figures
+from ops.local_stack import LocalStack
 
 
 def _figure(label: str, figure, settings: Settings) -> str:

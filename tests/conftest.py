@@ -35,7 +35,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     The environment is set for the whole session so that subprocesses (ETL, tune,
     register, predictors) started by tests see the same stack; it is restored after.
     """
-    from helper.local_stack import LocalStack
+    from ops.local_stack import LocalStack
 
     tmp = tmp_path_factory.mktemp("stack")
     env = _stack_env(tmp)

@@ -241,7 +241,7 @@ def _resolve_storage(client, ref: ModelRef, settings: Settings) -> ModelRef:
     """A dispatch by version has no URI yet: ask the registry (as register.py does)."""
     if ref.storage_uri or not registry.version_exists(client, ref.name, ref.version):
         return ref
-    from ml_platform.register import resolve_storage_uri
+    from ml_platform.artifacts import resolve_storage_uri
 
     uri = resolve_storage_uri(
         client.get_model_version_download_uri(ref.name, ref.version), settings.artifacts_destination

@@ -52,7 +52,7 @@ def champion(mlflow_client, name: str, settings: Settings) -> ModelRef | None:
     """The version behind alias `champion`, or None before the first promotion."""
     from mlflow.exceptions import MlflowException
 
-    from ml_platform.register import resolve_storage_uri
+    from ml_platform.artifacts import resolve_storage_uri
 
     try:
         mv = mlflow_client.get_model_version_by_alias(name, CHAMPION_ALIAS)

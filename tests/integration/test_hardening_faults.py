@@ -2,7 +2,7 @@
 
 * Exposure: with the local stack (S3 + MLflow) and serving (HAProxy + predictor + Prometheus)
   up, every socket our process trees listen on is loopback.
-* Local stack: SIGKILL the MLflow parent started by `python -m helper.local_stack up`;
+* Local stack: SIGKILL the MLflow parent started by `python -m ops.local_stack up`;
   its uvicorn child lives on holding the port; `down` must still end it (no orphans).
 * ETL: SIGKILL the job (its whole process group: Python driver and Spark JVM)
   while it writes a new version: the previous manifest stays current and the
@@ -43,7 +43,7 @@ class Running:
 
 def stack_cli(env: dict[str, str], command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "helper.local_stack", command],
+        [sys.executable, "-m", "ops.local_stack", command],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

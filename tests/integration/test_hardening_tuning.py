@@ -103,7 +103,7 @@ def test_tune_fails_fast_with_one_line_when_nothing_listens(tmp_path):
 
 @pytest.fixture
 def private_stack(tmp_path):
-    from helper.local_stack import LocalStack
+    from ops.local_stack import LocalStack
 
     settings = _stack_settings(tmp_path)
     stack = LocalStack(settings)

@@ -7,8 +7,8 @@ import mlflow
 import pytest
 import requests
 
-from helper.local_stack import LocalStack
 from helper.processes import ManagedProcess, ServiceError, free_port, pid_alive
+from ops.local_stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -149,8 +149,8 @@ def test_check_names_versions_and_aliases_whose_files_are_missing(local_stack, t
 
     from mlflow.tracking import MlflowClient
 
-    from helper.store_check import FIX, MANIFEST_TAG, resolve_storage_uri
     from inference_service.example_models import save_iris_models
+    from ops.store_check import FIX, MANIFEST_TAG, resolve_storage_uri
 
     stack = LocalStack(local_stack)
     name = f"check-{uuid.uuid4().hex[:8]}"

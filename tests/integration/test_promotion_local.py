@@ -110,7 +110,8 @@ def register(
     from mlflow.models import infer_signature
 
     from inference_service.example_faults import log_faulty_model
-    from ml_platform.register import resolve_storage_uri, write_env_file
+    from ml_platform.artifacts import resolve_storage_uri
+    from ml_platform.register import write_env_file
     from ml_platform.tracking import model_pip_requirements
 
     mlflow.set_tracking_uri(settings.tracking_uri)

@@ -20,7 +20,7 @@ import requests
 from bench.pipeline import pipeline_env
 from helper.processes import port_is_free
 from helper.settings import REPO_ROOT, Settings, load_settings
-from helper.store_check import resolve_storage_uri, stored_files
+from ops.store_check import resolve_storage_uri, stored_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

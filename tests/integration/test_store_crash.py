@@ -21,10 +21,10 @@ import boto3
 import pytest
 
 from helper import object_store
-from helper.local_stack import LocalStack
 from helper.processes import port_is_free
 from helper.settings import REPO_ROOT
 from ml_platform.register import EXIT_REFUSED
+from ops.local_stack import LocalStack
 from tests.integration.test_hardening_tuning import _child_env, _stack_settings
 from tests.integration.test_tune_pipeline import write_tiny_lake
 
@@ -153,7 +153,7 @@ def test_sigkill_during_an_upload_leaves_no_version_and_up_recovers(private):
 
 def _cli(settings, *args):
     return subprocess.run(
-        [sys.executable, "-m", "helper.local_stack", *args],
+        [sys.executable, "-m", "ops.local_stack", *args],
         cwd=REPO_ROOT, env=_env(settings), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 

@@ -8,7 +8,7 @@ import stat
 
 from helper import object_store
 from helper.settings import load_settings
-from helper.store_check import (
+from ops.store_check import (
     FIX,
     Pointer,
     Problem,

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from helper.settings import Metric
+from ml_platform.artifacts import resolve_storage_uri
 from ml_platform.register import (
     ENV_KEYS,
     Candidate,
@@ -15,7 +16,6 @@ from ml_platform.register import (
     check_gate,
     format_env,
     passes_gate,
-    resolve_storage_uri,
     select_best,
     write_env_file,
 )

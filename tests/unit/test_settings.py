@@ -117,7 +117,7 @@ def test_invalid_settings_fail_with_one_line_per_field(monkeypatch, env, needle)
 
 def test_cli_reports_bad_setting_without_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "helper.local_stack", "status"],
+        [sys.executable, "-m", "ops.local_stack", "status"],
         env={"PATH": "/usr/bin:/bin", "MLP_TUNE_NUM_SAMPLES": "-5", "HOME": str(tmp_path)},
         capture_output=True,
         text=True,

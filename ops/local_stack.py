@@ -25,9 +25,10 @@ from urllib.parse import urlparse
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from helper import object_store, store_check
+from helper import object_store
 from helper.processes import ManagedProcess, ServiceError, http_ok
 from helper.settings import Settings, load_settings
+from ops import store_check
 
 
 @dataclass

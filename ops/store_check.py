@@ -17,25 +17,12 @@ from urllib.parse import urlparse
 import requests
 
 from helper.settings import Settings
+from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
 
-MANIFEST_TAG = "artifact_files"
 FIX = (
     "run `task local:reset -- --yes` to start over (store, registry and lake together), or "
     "delete the version in the MLflow UI and register again (`task ml:tune ml:register`)"
 )
-
-
-def resolve_storage_uri(storage_location: str, artifacts_destination: str) -> str:
-    """The real object-store URI of a model version's files.
-
-    A server that proxies artifacts reports `mlflow-artifacts:/<path>`; `<path>` is relative
-    to the server's `--artifacts-destination`, which is `settings.artifacts_destination`.
-    Any other scheme is already a real location and is returned unchanged.
-    """
-    parsed = urlparse(storage_location)
-    if parsed.scheme != "mlflow-artifacts":
-        return storage_location
-    return f"{artifacts_destination.rstrip('/')}/{parsed.path.lstrip('/')}"
 
 
 @dataclass(frozen=True)
