@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from helper.atomic import atomic_write
 from helper.settings import load_settings
 
 DEFAULT_OUTPUT = Path("~/.kube/config")
@@ -144,22 +144,6 @@ def merge_kubeconfigs(existing: dict, new: dict) -> dict:
     return merged
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, then rename over the target.
-
-    mkstemp creates the file 0600 whatever the umask, so the token is never readable
-    by others, not even for a moment."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _backup(path: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     backup = path.with_name(f"{path.name}.bak-{stamp}")
@@ -177,7 +161,7 @@ def write_kubeconfig(text: str, output: Path, mode: str = "merge") -> Path | Non
         raise KubeconfigError(f"mode: '{mode}' is not one of merge, replace")
     new = parse_kubeconfig(text, "fetched kubeconfig")
     if not output.exists():
-        _atomic_write(output, text)
+        atomic_write(output, text, mode=0o600, dir_mode=0o700)
         return None
     old_text = output.read_text(encoding="utf-8")
     if mode == "merge":
@@ -188,7 +172,7 @@ def write_kubeconfig(text: str, output: Path, mode: str = "merge") -> Path | Non
         os.chmod(output, 0o600)
         return None
     backup = _backup(output)
-    _atomic_write(output, text)
+    atomic_write(output, text, mode=0o600, dir_mode=0o700)
     return backup
 
 

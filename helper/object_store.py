@@ -14,13 +14,13 @@ Measured here (SeaweedFS 4.48): SIGTERM takes ~15 s, because the filer waits out
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from helper.atomic import atomic_write
 from helper.processes import ManagedProcess, ServiceError, free_port_block
 from helper.settings import STORE_PORT_ROLES, Settings
 
@@ -75,13 +75,7 @@ def write_identities(settings: Settings) -> Path:
     if creds is None:
         raise ServiceError("object store: no S3 credentials to configure (see s3_credentials)")
     path = identities_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(identities(*creds), fh)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(identities(*creds)), mode=0o600)
 
 
 def argv(settings: Settings) -> list[str]:

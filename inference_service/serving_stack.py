@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from helper.best_run import BestRunError, read_best_run
 from helper.processes import ManagedProcess, ServiceError, http_ok
 from helper.settings import Settings, get_settings
 from inference_service import prometheus_local
@@ -37,26 +38,6 @@ from inference_service.state import (
 )
 
 DRAIN_TIMEOUT_S = 10.0
-
-BEST_RUN_REQUIRED = ("MODEL_NAME", "MODEL_VERSION", "STORAGE_URI")
-
-
-def read_best_run(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of `.env.best_run` (written by `ml_platform.register`)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise StateError(f"{path} not found: run `task ml:register` first") from None
-    values = {}
-    for line in lines:
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip('"').strip("'")
-    missing = [k for k in BEST_RUN_REQUIRED if not values.get(k)]
-    if missing:
-        raise StateError(f"{path}: missing {', '.join(missing)}")
-    return values
 
 
 class ServingStack:
@@ -277,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = stack.up(resume_only=args.resume)
         else:
             result = getattr(stack, args.cmd)()
-    except (StateError, ServiceError) as exc:
+    except (StateError, ServiceError, BestRunError) as exc:
         print(f"serve {args.cmd}: {exc}", file=sys.stderr)
         return 1
     out = result.model_dump(mode="json") if isinstance(result, ServingState) else result

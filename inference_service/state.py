@@ -11,13 +11,12 @@ process (HAProxy's config is generated from it at start, its runtime API follows
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from helper.atomic import atomic_write
 from helper.settings import Settings
 
 
@@ -73,18 +72,8 @@ def load_state(path: Path) -> ServingState | None:
 
 
 def save_state(path: Path, state: ServingState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = state.model_copy(update={"updated_at": datetime.now(UTC).isoformat()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state.model_dump(mode="json"), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(state.model_dump(mode="json"), indent=2))
 
 
 # --- transitions -------------------------------------------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
+
+from helper.atomic import atomic_write
 
 
 def progress_path(state_dir: Path) -> Path:
@@ -58,11 +59,7 @@ class ProgressState:
 
 
 def write_progress(path: Path, state: ProgressState) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(state.as_dict()), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(Path(path), json.dumps(state.as_dict()))
 
 
 def progress_callback(path: Path, total: int, metric: str, mode: str):

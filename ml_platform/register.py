@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from helper.best_run import write_best_run
 from helper.settings import Metric, Settings, load_settings
 from ml_platform import tracking
 from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
@@ -32,17 +31,6 @@ from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
 CHALLENGER_ALIAS = "challenger"
 TIE_BREAK_METRIC = "log_loss"
 EXIT_REFUSED = 3
-ENV_KEYS = (
-    "MODEL_NAME",
-    "MODEL_VERSION",
-    "MODEL_ID",
-    "RUN_ID",
-    "STORAGE_URI",
-    "METRIC_NAME",
-    "METRIC_VALUE",
-    "EXPERIMENT_NAME",
-)
-_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 class RegistryRefusal(RuntimeError):
@@ -116,38 +104,6 @@ def check_gate(candidate: Candidate, metric: Metric, threshold: float) -> None:
         f"min_metric={threshold} ({metric.value} is a '{metric.mode}' metric; min_metric is "
         f"the worst acceptable value); not registering"
     )
-
-
-def format_env(values: Mapping[str, object]) -> str:
-    """KEY=VALUE lines; refuses keys or values that a shell or kustomize would misread."""
-    lines = []
-    for key, value in values.items():
-        text = str(value)
-        if not _ENV_KEY.match(key):
-            raise ValueError(f"{key}: not a valid environment variable name")
-        if any(ch in text for ch in "\n\r\"'") or text != text.strip():
-            raise ValueError(f"{key}: value {text!r} has quotes, newlines or edge whitespace")
-        lines.append(f"{key}={text}")
-    return "\n".join(lines) + "\n"
-
-
-def write_env_file(path: Path, values: Mapping[str, object]) -> Path:
-    """Write atomically (temp file in the same directory + rename): readers never see half."""
-    content = format_env(values)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --- MLflow side ------------------------------------------------------------------------
@@ -260,7 +216,7 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
         "METRIC_VALUE": repr(float(best.metrics[settings.metric.value])),
         "EXPERIMENT_NAME": settings.experiment_name,
     }
-    path = write_env_file(output or settings.best_run_file, env)
+    path = write_best_run(output or settings.best_run_file, env)
     return Registration(env=env, test_metrics=test_metrics, env_file=path)
 
 

@@ -54,7 +54,7 @@ def tune_figure(settings: Settings, log: Path, since: float) -> str:
 
 
 def register_figure(settings: Settings, log: Path, since: float) -> str:
-    from inference_service.serving_stack import read_best_run
+    from helper.best_run import read_best_run
 
     best = read_best_run(settings.best_run_file)
     value = float(best.get("METRIC_VALUE", "nan"))

@@ -118,13 +118,12 @@ def registry_pointers(settings: Settings) -> list[Pointer]:
 
 def best_run_pointer(settings: Settings) -> Pointer | None:
     """The model `.env.best_run` names (what `serve:up` and `promote` would load)."""
-    from inference_service.serving_stack import read_best_run
-    from inference_service.state import StateError
+    from helper.best_run import BestRunError, read_best_run
 
     path = settings.best_run_file
     try:
         best = read_best_run(path)
-    except StateError:
+    except BestRunError:
         return None  # absent or incomplete: serve:up's error to report
     label = f"{path.name} ({best['MODEL_NAME']} v{best['MODEL_VERSION']})"
     return Pointer(label, best["STORAGE_URI"])

@@ -19,7 +19,7 @@ def _figure(label: str, figure, settings: Settings) -> str:
 def summary_lines(settings: Settings) -> list[str]:
     lines = ["", "== pipeline summary ==", _figure("data", figures.etl_figure, settings)]
     if settings.best_run_file.is_file():
-        from inference_service.serving_stack import read_best_run
+        from helper.best_run import read_best_run
 
         best = read_best_run(settings.best_run_file)
         lines.append(

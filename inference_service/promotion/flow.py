@@ -58,11 +58,11 @@ def lock_for(settings: Settings, what: str) -> PromotionLock:
 
 def candidate_from(best_run_file: Path, version: str | None = None) -> ModelRef:
     """The model named by `.env.best_run` (or `version` of the same model, for dispatch)."""
-    from inference_service.serving_stack import read_best_run
+    from helper.best_run import BestRunError, read_best_run
 
     try:
         best = read_best_run(best_run_file)
-    except StateError as exc:
+    except (StateError, BestRunError) as exc:
         raise PromotionError(str(exc)) from None
     if version and version != best["MODEL_VERSION"]:
         return ModelRef(best["MODEL_NAME"], version, "")  # storage URI from the registry

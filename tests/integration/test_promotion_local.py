@@ -109,9 +109,9 @@ def register(
     import mlflow.xgboost
     from mlflow.models import infer_signature
 
+    from helper.best_run import write_best_run as write_env_file
     from inference_service.example_faults import log_faulty_model
     from ml_platform.artifacts import resolve_storage_uri
-    from ml_platform.register import write_env_file
     from ml_platform.tracking import model_pip_requirements
 
     mlflow.set_tracking_uri(settings.tracking_uri)

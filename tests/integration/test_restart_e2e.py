@@ -102,7 +102,7 @@ def test_pipeline_down_up_keeps_everything_and_a_second_pipeline_promotes(world,
     from mlflow.tracking import MlflowClient
 
     from data_platform.lake import read_split
-    from inference_service.serving_stack import read_best_run
+    from helper.best_run import read_best_run
 
     env, settings, _ = world
     _task(env, "pipeline", "SMOKE=1")

@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_platform import lake
+from helper.best_run import ENV_KEYS
 from helper.settings import REPO_ROOT, Settings
-from ml_platform.register import ENV_KEYS, EXIT_REFUSED
+from ml_platform.register import EXIT_REFUSED
 from ml_platform.tune import SMOKE_BUDGET
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

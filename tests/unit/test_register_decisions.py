@@ -7,17 +7,16 @@ import stat
 
 import pytest
 
+from helper.best_run import ENV_KEYS, format_env
+from helper.best_run import write_best_run as write_env_file
 from helper.settings import Metric
 from ml_platform.artifacts import resolve_storage_uri
 from ml_platform.register import (
-    ENV_KEYS,
     Candidate,
     RegistryRefusal,
     check_gate,
-    format_env,
     passes_gate,
     select_best,
-    write_env_file,
 )
 
 
