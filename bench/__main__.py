@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench import runner
 from bench.serving import CONFIGS
+from helper.errors import run_cli
 from helper.settings import REPO_ROOT, load_settings
 
 
@@ -70,4 +71,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

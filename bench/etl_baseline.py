@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from data_platform.transforms import _NON_FINITE, _NUMBER, REASONS
+from helper.errors import run_cli
 from helper.settings import DatasetSpec, load_settings
 
 JAVA_SPACE = " \t\n\x0b\x0c\r"  # what Java's \s (used by transforms._clean) matches
@@ -186,4 +187,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -29,12 +29,13 @@ from data_platform import lake
 from data_platform import transforms as T
 from data_platform.session import build_spark
 from helper.dataset import DatasetError, check_raw_file
+from helper.errors import PlatformError, run_cli
 from helper.settings import DatasetSpec, Settings, load_settings
 
 LINE_ID = "_line_id"
 
 
-class EtlError(RuntimeError):
+class EtlError(PlatformError, RuntimeError):
     """The run was refused or failed; `summary` says what was seen."""
 
     def __init__(self, message: str, summary: dict) -> None:
@@ -227,4 +228,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from helper.errors import PlatformError, run_cli
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -48,7 +50,7 @@ MANIFEST_KEYS: tuple[str, ...] = (
 )
 
 
-class LakeError(RuntimeError):
+class LakeError(PlatformError, RuntimeError):
     """The lake has no usable output, or a manifest does not match the contract."""
 
 
@@ -210,4 +212,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

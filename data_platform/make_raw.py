@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from helper.errors import run_cli
 from helper.settings import REPO_ROOT, DatasetSpec, get_settings
 
 DEFAULT_OUT = REPO_ROOT / "data" / "iris.data"
@@ -174,4 +175,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from helper.dataset import check_raw_file
+from helper.errors import run_cli
 from helper.settings import Settings, load_settings
 
 SHA_KEY = "sha256"  # object metadata key
@@ -119,4 +120,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

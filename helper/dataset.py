@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from helper.errors import PlatformError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
 
@@ -35,7 +37,7 @@ MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 _FORBIDDEN_IN_NAMES = ("[", "]", "<", ",", "\n", "\r", "`")
 
 
-class DatasetError(ValueError):
+class DatasetError(PlatformError, ValueError):
     """The data-set description is inconsistent (in itself or with its raw file)."""
 
 

@@ -21,6 +21,6 @@ def run_cli(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except PlatformError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         code = EXIT_ERROR
     sys.exit(code or 0)

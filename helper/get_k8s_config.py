@@ -28,13 +28,14 @@ import requests
 import yaml
 
 from helper.atomic import atomic_write
+from helper.errors import PlatformError, run_cli
 from helper.settings import load_settings
 
 DEFAULT_OUTPUT = Path("~/.kube/config")
 _NAMED_LISTS = ("clusters", "contexts", "users")
 
 
-class KubeconfigError(Exception):
+class KubeconfigError(PlatformError):
     """A one-line, user-facing reason why no kubeconfig was written."""
 
 
@@ -212,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from helper.errors import PlatformError
 from helper.settings import REPO_ROOT, Settings
 
 REPO_PACKAGES = ("helper", "data_platform", "ml_platform", "inference_service")
@@ -35,7 +36,7 @@ S3_ENDPOINT_ENV = ("MLP_S3_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOIN
 INTERPRETER_ENV = ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
 
 
-class ContractError(RuntimeError):
+class ContractError(PlatformError, RuntimeError):
     """A manifest or Dockerfile the checks cannot interpret; the message says which part."""
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from helper.errors import PlatformError, run_cli
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPONENT = REPO_ROOT / "platform" / "images" / "kustomization.yaml"
 PYPROJECT = REPO_ROOT / "pyproject.toml"
@@ -37,7 +39,7 @@ IMMUTABLE_TAG = re.compile(r"^(sha-[0-9a-f]{40}|v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?)
 COMMIT_ENVS = {"dev"}
 
 
-class SchemeError(ValueError):
+class SchemeError(PlatformError, ValueError):
     """The image scheme is broken or a request does not fit it; the message says how to fix it."""
 
 
@@ -250,4 +252,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from helper.errors import PlatformError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(PlatformError, RuntimeError):
     """A local service could not be started, reached or stopped; the message says which."""
 
 

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # the data-set model lives in helper/dataset.py; re-exported for existing importers
 from helper.dataset import DatasetError, DatasetSpec, load_dataset_spec  # noqa: F401
+from helper.errors import PlatformError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET_CONFIG = REPO_ROOT / "data_platform" / "datasets" / "iris.yaml"
@@ -450,7 +451,7 @@ def local_key_pair(path: Path) -> tuple[str, str]:
     return data["access_key_id"], data["secret_access_key"]
 
 
-class SettingsError(SystemExit):
+class SettingsError(PlatformError, ValueError):
     """Raised instead of a pydantic traceback: one line per bad field, non-zero exit."""
 
 

@@ -27,6 +27,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from helper.errors import PlatformError, run_cli
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TF_ENVS = REPO_ROOT / "terraform" / "envs"
 STACKS_DIR = REPO_ROOT / "platform" / "stacks"
@@ -45,7 +47,7 @@ HEADER = (
 )
 
 
-class StackError(ValueError):
+class StackError(PlatformError, ValueError):
     """A stack's values are missing or unusable; the message names the fix."""
 
 
@@ -281,4 +283,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

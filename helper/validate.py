@@ -19,7 +19,6 @@ import functools
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from helper.errors import PlatformError, run_cli
 from helper.settings import REPO_ROOT, Settings, get_settings
 
 CHECKOV = "checkov==3.3.30"
@@ -71,7 +71,7 @@ class Container:
     security: dict  # container securityContext over the pod's (runAsNonRoot may come from either)
 
 
-class RenderError(RuntimeError):
+class RenderError(PlatformError, RuntimeError):
     pass
 
 
@@ -411,4 +411,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

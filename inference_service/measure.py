@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helper.errors import run_cli
 from helper.processes import ManagedProcess, free_port, http_ok
 from helper.settings import load_settings
 from inference_service.loadgen import load
@@ -113,4 +114,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

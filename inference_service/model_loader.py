@@ -21,12 +21,13 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from helper.errors import PlatformError
 from helper.settings import Settings
 
 NUMERIC_SIGNATURE_TYPES = {"double", "float", "integer", "long"}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(PlatformError, RuntimeError):
     """The model cannot be served; the message says what is wrong and where."""
 
 

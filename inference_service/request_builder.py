@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from helper.dataset import DatasetSpec
+from helper.errors import PlatformError, run_cli
 from helper.settings import Settings, load_settings
 
 
-class RequestError(ValueError):
+class RequestError(PlatformError, ValueError):
     """No request can be built (no example, no lake, a signature the rows do not fit)."""
 
 
@@ -122,4 +123,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -18,9 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from helper.errors import run_cli
 from helper.settings import Settings, get_settings
 from inference_service import metrics
 from inference_service.auth import RequestGuard
+from inference_service.one_write import OneWriteProtocol
 from inference_service.predictor import MlflowPredictor
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,8 @@ class LocalModelServer(kserve.ModelServer):
         # start() builds the REST server, then runs _serve(); uvicorn reads the host at bind time.
         if self._rest_server is not None:
             self._rest_server.config.host = self.host
+            # headers and body in one write: a killed predictor never half-answers
+            self._rest_server.config.http = OneWriteProtocol
         await super()._serve()
 
 
@@ -217,4 +221,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

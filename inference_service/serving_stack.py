@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from helper.best_run import BestRunError, read_best_run
+from helper.errors import run_cli
 from helper.processes import ManagedProcess, ServiceError, http_ok
 from helper.settings import Settings, get_settings
 from inference_service import prometheus_local
@@ -267,4 +268,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from helper.errors import run_cli
 from helper.settings import Settings, get_settings
 from inference_service.loadgen import LoadResult, run_load
 
@@ -130,4 +131,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

@@ -17,10 +17,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from helper.atomic import atomic_write
+from helper.errors import PlatformError
 from helper.settings import Settings
 
 
-class StateError(RuntimeError):
+class StateError(PlatformError, RuntimeError):
     """A transition that makes no sense in the current state; the message says why."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helper.best_run import write_best_run
+from helper.errors import PlatformError, run_cli
 from helper.settings import Metric, Settings, load_settings
 from ml_platform import tracking
 from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
@@ -33,7 +34,7 @@ TIE_BREAK_METRIC = "log_loss"
 EXIT_REFUSED = 3
 
 
-class RegistryRefusal(RuntimeError):
+class RegistryRefusal(PlatformError, RuntimeError):
     """The registry declines to register; the message says why and what to change."""
 
 
@@ -325,4 +326,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

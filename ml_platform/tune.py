@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from helper.errors import run_cli
 from helper.settings import Settings, load_settings
 from ml_platform import tracking
 from ml_platform.data import load_lake, split_validation
@@ -423,4 +424,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -26,6 +26,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper import object_store
+from helper.errors import run_cli
 from helper.processes import ManagedProcess, ServiceError, http_ok
 from helper.settings import Settings, load_settings
 from ops import store_check
@@ -252,4 +253,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

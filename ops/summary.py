@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
+from helper.errors import run_cli
 from helper.settings import Settings, load_settings
 from ops import figures
 from ops.local_stack import LocalStack
@@ -54,4 +53,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from helper.errors import PlatformError, run_cli
 from inference_service.promotion.cli import EXIT_ERROR, EXIT_LOCKED
 
 CANDIDATE_CONFIGMAP = "promotion-candidate"
@@ -46,7 +47,7 @@ STUCK_REASONS = {
 }
 
 
-class LaunchError(RuntimeError):
+class LaunchError(PlatformError, RuntimeError):
     """The Job could not run to an outcome; `code` is the exit code to leave with."""
 
     def __init__(self, message: str, code: int = EXIT_ERROR):
@@ -414,4 +415,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from helper.errors import PlatformError
 from helper.settings import Settings
 
 CHAMPION_ALIAS = "champion"
 
 
-class PromotionError(RuntimeError):
+class PromotionError(PlatformError, RuntimeError):
     """The promotion cannot go on; the message says what is missing or wrong."""
 
 
