@@ -33,8 +33,7 @@ class UploadResult:
 
 
 def raw_key(settings: Settings) -> str:
-    spec = settings.dataset
-    return f"raw/{spec.name}/{Path(spec.raw_file).name}"
+    return settings.dataset.raw_key  # the cluster overlays read the same key (platform/dataset)
 
 
 def _client(settings: Settings):

@@ -1,10 +1,11 @@
 """Cross-file checks over the rendered targets: what one object's schema cannot see.
 
 A cluster rejects or breaks on names that disagree between files: a bucket that is not the
-stack's, an image no workflow pushes, a Secret nothing creates, a ServingRuntime that is not
-there. Each check here walks every object of every rendered target (so objects other changes
-add are covered without naming them) and returns findings; `check_rendered` runs them all plus
-the admission rules (helper/admission.py) and is what `task validate` calls.
+stack's, an object or model name that is not the selected data set's, an image no workflow
+pushes, a Secret nothing creates, a ServingRuntime that is not there. Each check here walks
+every object of every rendered target (so objects other changes add are covered without naming
+them) and returns findings; `check_rendered` runs them all plus the admission rules
+(helper/admission.py) and is what `task validate` calls.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from helper import admission, images, stacks
+from helper import admission, cluster_dataset, images, stacks
 from helper.validate import Finding, object_name, pod_specs, render
 
 # Secrets created from the environment by a task (never committed): name -> the task.
@@ -111,6 +112,87 @@ def stack_findings(obj: dict, stack: str, values: Mapping[str, str]) -> list[str
 def holds_s3_values(obj: dict) -> bool:
     text = str(obj)
     return bool(S3_URI.search(text) or S3_HOST.search(text) or PLACEHOLDER in text)
+
+
+# --- the data set (platform/dataset) ----------------------------------------------------------
+
+
+# Fields that hold one value of the selected data set: (kind, path) -> dataset.env key.
+DATASET_FIELDS = {
+    ("SparkApplication", "metadata.name"): "DATASET_ETL_APP",
+    ("RayJob", "metadata.name"): "DATASET_TUNE_JOB",
+    ("InferenceService", "metadata.name"): "DATASET_MODEL_NAME",
+    (
+        "NetworkPolicy",
+        "spec.podSelector.matchLabels.serving.kserve.io/inferenceservice",
+    ): "DATASET_MODEL_NAME",
+}
+DATASET_ENVS = {
+    "MLP_DATASET_CONFIG": "DATASET_IMAGE_CONFIG",
+    "MLP_KSERVE_ISVC_NAME": "DATASET_MODEL_NAME",
+}
+# Workloads that build settings (helper/settings.py), so read a data-set YAML: without
+# MLP_DATASET_CONFIG they would silently load the image's default (iris).
+DATASET_KINDS = {"SparkApplication", "RayJob", "InferenceService", "Job"}
+ISVC_RESOURCE = "inferenceservices"
+
+
+def _dataset_key(kind: str, path: str, key: object, parent: object) -> str | None:
+    if key == "value" and isinstance(parent, dict) and parent.get("name") in DATASET_ENVS:
+        return DATASET_ENVS[parent["name"]]
+    return DATASET_FIELDS.get((kind, path))
+
+
+def dataset_findings(obj: dict, values: Mapping[str, str]) -> list[str]:
+    """Names, paths and keys derived from the data set are the selected one's
+    (platform/dataset/dataset.env, itself derived from the YAML it names)."""
+    kind, name = obj.get("kind", ""), values["DATASET_NAME"]
+    problems = []
+    for path, key, value, parent in walk(obj):
+        if (
+            key == "env"
+            and kind in DATASET_KINDS
+            and isinstance(value, list)
+            and "MLP_DATASET_CONFIG" not in {e.get("name") for e in value}
+        ):
+            problems.append(f"{path}: no MLP_DATASET_CONFIG (would read the image's default)")
+        if isinstance(value, dict | list):
+            continue
+        text = str(value)
+        ds_key = _dataset_key(kind, path, key, parent)
+        if ds_key and text != values[ds_key]:
+            problems.append(f"{path}: '{text}' is not data set {name}'s {ds_key} {values[ds_key]}")
+        elif key == "value" and isinstance(parent, dict) and parent.get("name") == "MLP_RAW_URI":
+            raw_key = text.split("/", 3)[3] if text.count("/") >= 3 else ""
+            if raw_key != values["DATASET_RAW_KEY"]:
+                problems.append(
+                    f"{path}: raw key '{raw_key}' is not data set {name}'s "
+                    f"'{values['DATASET_RAW_KEY']}' (where data:upload puts it)"
+                )
+        elif cluster_dataset.PLACEHOLDER in text:
+            problems.append(f"{path}: '{cluster_dataset.PLACEHOLDER}' was not replaced")
+    for i, rule in enumerate((obj.get("rules") or []) if kind == "Role" else []):
+        names = rule.get("resourceNames")
+        if ISVC_RESOURCE in (rule.get("resources") or []) and names != [
+            values["DATASET_MODEL_NAME"]
+        ]:
+            problems.append(
+                f"rules[{i}].resourceNames: {names} is not data set {name}'s InferenceService "
+                f"['{values['DATASET_MODEL_NAME']}']"
+            )
+    return problems
+
+
+def holds_dataset_values(obj: dict) -> bool:
+    return obj.get("kind") in DATASET_KINDS - {"Job"} or cluster_dataset.PLACEHOLDER in str(obj)
+
+
+def _repo_root(target: Path) -> Path:
+    """The checkout a target belongs to (a test's copy has its own platform/dataset)."""
+    for parent in Path(target).resolve().parents:
+        if (parent / cluster_dataset.COMPONENT_DIR).is_dir():
+            return parent
+    return stacks.REPO_ROOT
 
 
 # --- images -----------------------------------------------------------------------------------
@@ -248,6 +330,13 @@ def target_findings(
     if len(names) > 1:
         out.append(Finding(label, "-", "stack", f"lists {len(names)} stacks {names}: one expected"))
     values = stacks.read_stack(names[0]) if names else None
+    root = _repo_root(target)
+    is_overlay = (Path(target) / "kustomization.yaml").is_file()
+    dataset = (
+        cluster_dataset.read_selected(root)
+        if is_overlay and cluster_dataset.lists_dataset(Path(target).resolve(), root)
+        else None
+    )
     for obj in objs:
         checks: list[tuple[str, list[str]]] = [
             ("image", image_findings(obj, scheme)),
@@ -260,6 +349,12 @@ def target_findings(
         elif holds_s3_values(obj):
             checks.append(
                 ("stack", ["names S3 values, but the target lists no platform/stacks component"])
+            )
+        if dataset is not None:
+            checks.append(("dataset", dataset_findings(obj, dataset)))
+        elif holds_dataset_values(obj):
+            checks.append(
+                ("dataset", ["depends on the data set, but the target lists no platform/dataset"])
             )
         out += [Finding(label, object_name(obj), check, m) for check, msgs in checks for m in msgs]
     return out

@@ -124,6 +124,11 @@ class DatasetSpec(BaseModel):
         return self.registered_model_name or f"{self.name.replace('_', '-')}-classifier"
 
     @property
+    def raw_key(self) -> str:
+        """Where `data:upload` puts the raw file in the bucket and the cluster ETL reads it."""
+        return f"raw/{self.name}/{Path(self.raw_file).name}"
+
+    @property
     def source(self) -> Path | None:
         """The YAML this spec was read from (None when built in code)."""
         return self._source

@@ -259,7 +259,9 @@ class Settings(BaseSettings):
         2000.0, gt=0.0, description="first answer of the smoke-loaded model within this"
     )
     kserve_namespace: str = Field("ml-platform", description="namespace of the InferenceService")
-    kserve_isvc_name: str = Field("iris-classifier", description="InferenceService to promote")
+    # default (empty): the registered model name, which names the InferenceService on the
+    # cluster (platform/dataset, helper/cluster_dataset.py) and which KServe serves it under
+    kserve_isvc_name: str = Field("", description="InferenceService to promote")
 
     # --- cluster validation (helper/validate.py) -----------------------------------
     crd_schema_dir: Path | None = Field(
@@ -292,6 +294,7 @@ class Settings(BaseSettings):
         self.raw_uri = self.raw_uri or str(spec.resolve_raw())
         self.experiment_name = self.experiment_name or spec.default_experiment_name
         self.registered_model_name = self.registered_model_name or spec.default_model_name
+        self.kserve_isvc_name = self.kserve_isvc_name or self.registered_model_name
         if not self.lake_uri:
             self.lake_uri = str(self.state_dir / "lake")
         if "s3_endpoint_url" not in self.model_fields_set:

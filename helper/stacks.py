@@ -116,7 +116,8 @@ def overlay_stacks(overlay: Path) -> list[str]:
     found = []
     for comp in doc.get("components") or []:
         path = (overlay / comp).resolve()
-        if path.parent == STACKS_DIR.resolve() and (path / "stack.env").is_file():
+        # platform/stacks/<stack> of this checkout or of a test's copy of it
+        if path.parent.parts[-2:] == STACKS_DIR.parts[-2:] and (path / "stack.env").is_file():
             found.append(path.name)
     for res in doc.get("resources") or []:
         path = (overlay / res).resolve()

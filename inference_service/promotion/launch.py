@@ -91,6 +91,28 @@ def with_candidate(job: dict, model_version: str | None, extra_env: dict[str, st
     return job
 
 
+def check_candidate_model(job: dict, candidate: str) -> None:
+    """The candidate is a version of the model the Job's InferenceService serves.
+
+    KServe serves the model under the InferenceService's name, which platform/dataset derives
+    from the selected data set's registered model name; a run of another data set's model
+    committed without selecting its data set would otherwise be rolled into the wrong service.
+    """
+    pairs = (ln.split("=", 1) for ln in candidate.splitlines() if "=" in ln and ln[:1] != "#")
+    model = {k.strip(): v.strip() for k, v in pairs}.get("MODEL_NAME", "")
+    containers = job["spec"]["template"]["spec"]["containers"]
+    env = {
+        e["name"]: e.get("value") for c in containers if c["name"] == CONTAINER for e in c["env"]
+    }
+    isvc = env.get("MLP_KSERVE_ISVC_NAME")
+    if model and isvc and model != isvc:
+        raise LaunchError(
+            f"the candidate is a version of '{model}', but the Job promotes the InferenceService "
+            f"'{isvc}' (the data set of platform/dataset/dataset.env): select the candidate's "
+            "data set (`task platform:dataset DATASET=…`) and commit it with .env.best_run"
+        )
+
+
 class JobLauncher:
     """Create the promotion Job, follow it, return its exit code. `batch` / `core` are the
     kubernetes client's BatchV1Api / CoreV1Api (a fake in the unit tests)."""
@@ -380,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         candidate = best_run.read_text(encoding="utf-8")
         job = with_candidate(job_from(_objects(args)), args.model_version, extra)
+        check_candidate_model(job, candidate)
         namespace = job["metadata"].get("namespace") or settings.kserve_namespace
         deadline = job["spec"].get("activeDeadlineSeconds", 3600)
         timeout = args.timeout_s or deadline + 120

@@ -39,7 +39,8 @@ def kube(tmp_path):
     shim.chmod(0o755)
     log = tmp_path / "kubectl.log"
     log.touch()
-    env = {k: v for k, v in os.environ.items() if k not in {"MLP_AUTH_TOKEN", "ENV", "STACK"}} | {
+    skip = {"MLP_AUTH_TOKEN", "ENV", "STACK", "DATASET", "MLP_DATASET_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k not in skip} | {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "REAL_KUBECTL": real,
         "FAKE_KUBECTL_LOG": str(log),
@@ -179,6 +180,54 @@ def test_serve_secret_annotates_the_endpoint_of_the_env_stack(kube, repo_copy):
     annotate = next(c["argv"] for c in calls() if c["argv"][0] == "annotate")
     assert "serving.kserve.io/s3-endpoint=s3.eu-central-1.amazonaws.com" in annotate
     assert "serving.kserve.io/s3-region=eu-central-1" in annotate
+
+
+# --- the data set the tasks deploy: the one platform:dataset selected ------------------------
+
+BC_ETL_STATUS = ETL_STATUS.replace("iris-etl", "breast-cancer-etl")
+BC_TUNE_STATUS = TUNE_STATUS.replace("iris-tune", "breast-cancer-tune")
+
+
+def test_cluster_tasks_follow_the_selected_data_set(kube, repo_copy):
+    env, calls, script = kube
+    proc = run_task(repo_copy, env, "platform:dataset", "DATASET=breast_cancer")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DATASET_NAME=breast_cancer" in (repo_copy / "platform/dataset/dataset.env").read_text()
+    script({BC_ETL_STATUS: "Succeeded", BC_TUNE_STATUS: "Failed/FAILED"})
+    tag = {**env, "IMAGE_TAG": SHA_TAG}
+    etl = run_task(repo_copy, tag, "data:etl:cluster", "ENV=dev", "DATASET=breast_cancer")
+    assert etl.returncode == 0, etl.stdout + etl.stderr
+    tune = run_task(repo_copy, tag, "ml:tune:cluster", "ENV=dev")
+    assert tune.returncode != 0 and "job/breast-cancer-tune" in tune.stdout + tune.stderr
+    seen = [" ".join(c["argv"]) for c in calls()]
+    assert any(c.startswith("delete sparkapplication breast-cancer-etl ") for c in seen), seen
+    assert any(c.startswith("delete rayjob breast-cancer-tune ") for c in seen), seen
+    applied = "".join(c["stdin"] for c in calls() if c["argv"][:1] == ["apply"])
+    assert "s3a://mlp-dev-platform/raw/breast_cancer/breast_cancer.csv" in applied
+    assert "/app/data_platform/datasets/breast_cancer.yaml" in applied
+    assert "iris" not in applied
+
+
+def test_a_cluster_task_refuses_a_data_set_that_is_not_selected(kube, repo_copy):
+    env, calls, script = kube
+    script({ETL_STATUS: "Succeeded"})
+    proc = run_task(repo_copy, env, "data:etl:cluster", "ENV=dev", "DATASET=breast_cancer")
+    assert proc.returncode != 0
+    assert "task platform:dataset DATASET=breast_cancer" in proc.stdout + proc.stderr
+    assert not any(c["argv"][0] in {"apply", "delete"} for c in calls())
+
+
+def test_deploy_refuses_a_model_of_another_data_set(kube, repo_copy):
+    """The InferenceService serves the model under its own name: an iris pin cannot be served
+    as breast-cancer-classifier."""
+    env, calls, script = kube
+    script({ISVC_READY.replace("iris-classifier", "breast-cancer-classifier"): ""})
+    assert run_task(repo_copy, env, "platform:dataset", "DATASET=breast_cancer").returncode == 0
+    _pin(repo_copy, "mlp-dev-platform")
+    proc = run_task(repo_copy, env, "serve:deploy", "ENV=dev")
+    assert proc.returncode != 0
+    assert "is not breast-cancer-classifier" in proc.stdout + proc.stderr
+    assert not any(c["argv"][0] == "apply" for c in calls())
 
 
 # --- the prediction script finds the Kourier ingress -----------------------------------------

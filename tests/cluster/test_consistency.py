@@ -60,6 +60,18 @@ def _env(container: dict, name: str) -> dict:
 ETL_DEV = "data_platform/k8s/overlays/dev"
 ML_PROD = "ml_platform/k8s/overlays/prod"
 SERVE_PROD = "inference_service/k8s/overlays/prod"
+PROMOTION_DEV = "inference_service/k8s/overlays/promotion-dev"
+
+
+def _spark_env(name: str, value: str):
+    """A mutation: the SparkApplication's env `name` set to `value`."""
+    return lambda o: _env(o["spec"], name).update(value=value)
+
+
+def _worker(rayjob: dict) -> dict:
+    return rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"][
+        "containers"
+    ][0]
 
 
 def _mlflow(dep: dict) -> dict:
@@ -187,6 +199,61 @@ MUTATIONS = {
         ),
         "ConfigMap 'mlflow-config'",
     ),
+    # data set (platform/dataset): a name, key or path that is not the selected data set's
+    "InferenceService not named after the model": (
+        SERVE_PROD,
+        "InferenceService",
+        lambda o: o["metadata"].update(name="classifier"),
+        "is not data set iris's DATASET_MODEL_NAME",
+    ),
+    "predictor policy selects another InferenceService": (
+        SERVE_PROD,
+        "NetworkPolicy",
+        lambda o: o["spec"]["podSelector"]["matchLabels"].update(
+            {"serving.kserve.io/inferenceservice": "breast-cancer-classifier"}
+        ),
+        "DATASET_MODEL_NAME",
+    ),
+    "promotion Role names another InferenceService": (
+        SERVE_PROD,
+        "Role",
+        lambda o: o["rules"][0].update(resourceNames=["classifier"]),
+        "is not data set iris's InferenceService",
+    ),
+    "promotion Job patches another InferenceService": (
+        PROMOTION_DEV,
+        "Job",
+        lambda o: _env(
+            o["spec"]["template"]["spec"]["containers"][0], "MLP_KSERVE_ISVC_NAME"
+        ).update(value="iris"),
+        "DATASET_MODEL_NAME",
+    ),
+    "raw key not where data:upload puts it": (
+        ETL_DEV,
+        "SparkApplication",
+        _spark_env("MLP_RAW_URI", "s3a://mlp-dev-platform/raw/iris.data"),
+        "raw key 'raw/iris.data'",
+    ),
+    "workload without the data set": (
+        ML_PROD,
+        "RayJob",
+        lambda o: _worker(o).update(
+            env=[e for e in _worker(o)["env"] if e["name"] != "MLP_DATASET_CONFIG"]
+        ),
+        "no MLP_DATASET_CONFIG",
+    ),
+    "another data set's YAML": (
+        ETL_DEV,
+        "SparkApplication",
+        _spark_env("MLP_DATASET_CONFIG", "/app/data_platform/datasets/breast_cancer.yaml"),
+        "DATASET_IMAGE_CONFIG",
+    ),
+    "data-set placeholder left": (
+        ML_PROD,
+        "RayJob",
+        lambda o: o["metadata"].setdefault("annotations", {}).update(note="set-by-dataset"),
+        "'set-by-dataset' was not replaced",
+    ),
     "unknown PVC": (
         ML_PROD,
         "Deployment",
@@ -214,6 +281,18 @@ def test_s3_values_without_a_stack_component_are_reported(tmp_path, platform_obj
     )
     found = consistency.target_findings("t", tmp_path, [obj], platform_objs)
     assert [f.check for f in found] == ["stack"]
+
+
+def test_data_set_objects_without_the_dataset_component_are_reported(rendered, platform_objs):
+    """A target that renders a SparkApplication (or a leftover placeholder) must take the data
+    set from platform/dataset, not from a hand-typed copy."""
+    spark = _obj(rendered, ETL_DEV, "SparkApplication")
+    found = consistency.target_findings(
+        "t", REPO_ROOT / "platform/k8s/base", [spark], platform_objs
+    )
+    assert any(f.check == "dataset" and "lists no platform/dataset" in f.message for f in found), (
+        found
+    )
 
 
 # --- every task-created Secret is created by the task the map names ---------------------------

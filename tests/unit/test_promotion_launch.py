@@ -270,6 +270,16 @@ def test_model_version_and_extra_env_go_into_the_job():
     ]
 
 
+def test_a_candidate_of_another_model_than_the_jobs_inference_service_is_refused():
+    job = job_manifest()
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    env.append({"name": "MLP_KSERVE_ISVC_NAME", "value": "iris-classifier"})
+    launch.check_candidate_model(job, CANDIDATE)  # same model: fine
+    other = CANDIDATE.replace("iris-classifier", "breast-cancer-classifier")
+    with pytest.raises(LaunchError, match="task platform:dataset"):
+        launch.check_candidate_model(job, other)
+
+
 def test_summary_is_the_promotions_report_or_the_log_tail(tmp_path):
     text = launch.summary_markdown(launch.Outcome(3, "noise\n" + REPORT), "promotion")
     assert text == REPORT
