@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from helper.dataset import DatasetError, load_dataset_spec
+from helper.errors import PlatformError, run_cli
 from helper.stacks import parse_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ HEADER = (
 )
 
 
-class ClusterDatasetError(ValueError):
+class ClusterDatasetError(PlatformError, ValueError):
     """The data set cannot be deployed as named, or the generated file is missing or stale."""
 
 
@@ -192,4 +193,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
