@@ -98,7 +98,7 @@ def test_the_import_check_sees_a_module_the_image_leaves_out():
         spec.runs,
     )
     gaps = ic.missing_from_image(["inference_service.promotion.__main__"], trimmed)
-    assert "ml_platform.register" in gaps
+    assert "ml_platform.artifacts" in gaps
 
 
 def _spark_python(app: dict, image_env: dict[str, str], role: str) -> str:
