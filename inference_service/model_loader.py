@@ -72,7 +72,8 @@ def fetch_model(storage_uri: str, settings: Settings) -> Path:
         raise ModelLoadError(f"storage_uri: unsupported scheme '{scheme}://' in {storage_uri}")
     import mlflow
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    from ml_platform.tracking import tracking_uri_scope
+
     uri = "s3://" + storage_uri[len("s3a://") :] if scheme == "s3a" else storage_uri
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     dest = settings.state_dir / "serving" / "models" / digest
@@ -83,7 +84,7 @@ def fetch_model(storage_uri: str, settings: Settings) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=dest.parent))
     try:
-        with _download_env(settings):
+        with _download_env(settings), tracking_uri_scope(settings.tracking_uri):
             mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(partial))
         _model_root(partial, storage_uri)
         try:

@@ -169,7 +169,6 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is None:
@@ -187,15 +186,16 @@ def register_best(settings: Settings, output: Path | None = None) -> Registratio
 
     name = settings.registered_model_name
     # the fluent call also links the logged model to the new version (UI: "registered as")
-    version = mlflow.register_model(
-        f"models:/{best.model_id}",
-        name,
-        tags={
-            "metric": settings.metric.value,
-            "session": parent.info.run_id,
-            MANIFEST_TAG: json.dumps(files, sort_keys=True),
-        },
-    )
+    with tracking.tracking_uri_scope(settings.tracking_uri):
+        version = mlflow.register_model(
+            f"models:/{best.model_id}",
+            name,
+            tags={
+                "metric": settings.metric.value,
+                "session": parent.info.run_id,
+                MANIFEST_TAG: json.dumps(files, sort_keys=True),
+            },
+        )
     try:
         storage = resolve_storage_uri(
             client.get_model_version_download_uri(name, version.version),
@@ -239,7 +239,9 @@ def fetch_verified_model(client, best: Candidate, dest: Path) -> tuple[Path, dic
         # the stored files themselves: a `models:/` download adds a local metadata file
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=logged.artifact_location, dst_path=str(dest)
+                artifact_uri=logged.artifact_location,
+                dst_path=str(dest),
+                tracking_uri=client.tracking_uri,
             )
         )
         mlflow.pyfunc.load_model(str(local))

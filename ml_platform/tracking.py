@@ -6,10 +6,11 @@ Ray workers and the registry need no S3 credentials: the server proxies artifact
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param
@@ -108,3 +109,25 @@ def log_history(client: MlflowClient, run_id: str, history: list[dict[str, float
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def tracking_uri_scope(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent calls (register_model, start_run, artifact downloads, `models:/`
+    resolution) at `uri` for the body only.
+
+    Those calls read a process-wide URI, and `mlflow.set_tracking_uri` also exports
+    MLFLOW_TRACKING_URI to every later subprocess, so setting it once and forgetting it sends
+    later work (another stack's tests, a restarted server) to the wrong server. Client calls
+    take the URI explicitly (`MlflowClient(uri)`) and need no scope.
+    """
+    import mlflow
+
+    env_before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # clears the module value and the exported variable
+        if env_before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env_before

@@ -114,10 +114,9 @@ def _log_model(tracking_uri: str, run_id: str, model, features_frame: pd.DataFra
 
     from ml_platform import tracking
 
-    mlflow.set_tracking_uri(tracking_uri)
     example = features_frame.head(5)
     signature = infer_signature(example, model.predict(example))
-    with mlflow.start_run(run_id=run_id):
+    with tracking.tracking_uri_scope(tracking_uri), mlflow.start_run(run_id=run_id):
         info = mlflow.xgboost.log_model(
             model,
             name="model",

@@ -32,10 +32,8 @@ class ModelRef:
 
 
 def client(settings: Settings):
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
     return MlflowClient(settings.tracking_uri)
 
 
