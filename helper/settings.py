@@ -275,7 +275,7 @@ class Settings(BaseSettings):
         description="Kubernetes minor the core kinds are checked against",
     )
 
-    # --- cluster access (helper/get_k8s_config.py, terraform/Taskfile.yml) ----------
+    # --- cluster access (ops/get_k8s_config.py, terraform/Taskfile.yml) ----------
     ionos_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("MLP_IONOS_TOKEN", "IONOS_TOKEN"),

@@ -24,12 +24,12 @@ import psutil
 import pytest
 
 from data_platform import lake, make_raw
-from helper.exposure import local_report
 from helper.object_store import free_s3_port
 from helper.processes import free_port, port_is_free
 from helper.settings import REPO_ROOT, Settings, load_settings
 from inference_service.example_models import save_iris_models
 from inference_service.serving_stack import ServingStack
+from ops.exposure import local_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""helper.get_k8s_config against a local fake of the IONOS Cloud API (never the internet).
+"""ops.get_k8s_config against a local fake of the IONOS Cloud API (never the internet).
 
 The fake only answers the documented path with the right bearer token, so a wrong URL
 or a missing header fails the test rather than passing by accident.
@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pytest_httpserver import HTTPServer
 
-from helper import get_k8s_config as g
 from helper.processes import free_port
+from ops import get_k8s_config as g
 
 CLUSTER = "3f0c8f43-1b1e-4f55-9d0b-5c3d1c2f7a10"
 TOKEN = "fake-test-token"  # pragma: allowlist secret

@@ -1,4 +1,4 @@
-"""helper.exposure finds this process's own listening sockets and flags non-loopback ones.
+"""ops.exposure finds this process's own listening sockets and flags non-loopback ones.
 
 Sockets are bound in-process on ephemeral ports and never accept a connection: this shows the
 integration test's "nothing exposed" assertion can fail.
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from helper.exposure import Listener, exposed, listeners, service_pids
+from ops.exposure import Listener, exposed, listeners, service_pids
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 output "cluster_id" {
-  description = "Cluster identifier: pass it to `task infra:kubeconfig` / helper/get_k8s_config.py --cluster-id."
+  description = "Cluster identifier: pass it to `task infra:kubeconfig` / ops/get_k8s_config.py --cluster-id."
   value       = module.cluster.cluster_id
 }
 

@@ -1,7 +1,7 @@
 # --- shared cluster interface (same names as modules/aws-eks-cluster) -----------------
 
 output "cluster_id" {
-  description = "IONOS UUID of the managed cluster (what helper/get_k8s_config.py --cluster-id takes)."
+  description = "IONOS UUID of the managed cluster (what ops/get_k8s_config.py --cluster-id takes)."
   value       = ionoscloud_k8s_cluster.this.id
 }
 
@@ -16,7 +16,7 @@ output "endpoint" {
 }
 
 output "kubeconfig" {
-  description = "Admin kubeconfig of the cluster (contains a bearer token; prefer helper/get_k8s_config.py over writing this to disk)."
+  description = "Admin kubeconfig of the cluster (contains a bearer token; prefer ops/get_k8s_config.py over writing this to disk)."
   value       = data.ionoscloud_k8s_cluster.this.kube_config
   sensitive   = true
 }

@@ -6,7 +6,7 @@ bound UDP sockets) of the process trees we started — the pid files under
 `settings.run_dir`, children included, since MLflow's uvicorn or Ray's workers are
 children — and reports every one that is not on a loopback address.
 
-Run: `python -m helper.exposure [--pid PID ...]` (exit 1 when something is exposed).
+Run: `python -m ops.exposure [--pid PID ...]` (exit 1 when something is exposed).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ replaced, all others kept) and `current-context` switches to the new cluster.
 `--mode replace` writes the fetched file as is (after the same backup). Every write is
 atomic (temp file + rename) and the result is 0600.
 
-    python -m helper.get_k8s_config --cluster-id <uuid> [--output ~/.kube/config]
+    python -m ops.get_k8s_config --cluster-id <uuid> [--output ~/.kube/config]
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def write_kubeconfig(text: str, output: Path, mode: str = "merge") -> Path | Non
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m helper.get_k8s_config",
+        prog="python -m ops.get_k8s_config",
         description="Fetch an IONOS managed cluster's kubeconfig (token from IONOS_TOKEN).",
     )
     p.add_argument("--cluster-id", required=True, help="cluster UUID (terraform output cluster_id)")
