@@ -22,11 +22,10 @@ import numpy as np
 from helper.errors import run_cli
 from helper.processes import ManagedProcess, free_port, http_ok
 from helper.settings import load_settings
+from inference_service.example_models import FEATURES
 from inference_service.loadgen import load
 from inference_service.proxy import Proxy
 from inference_service.state import Revision, ServingState
-
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def single_row_body(features: Sequence[str] = FEATURES) -> bytes:

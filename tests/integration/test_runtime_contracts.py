@@ -42,7 +42,7 @@ from tests.integration.test_tune_pipeline import write_tiny_lake
 pytestmark = pytest.mark.integration
 
 TOKEN = "contract-test-token"  # pragma: allowlist secret
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
 CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 

@@ -26,7 +26,8 @@ from ml_platform.tune import SMOKE_BUDGET
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+from inference_service.example_models import FEATURES
+
 CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 
