@@ -21,12 +21,12 @@ import pytest
 from data_platform import lake
 from helper.best_run import ENV_KEYS
 from helper.settings import REPO_ROOT, Settings
+from inference_service.example_models import FEATURES
 from ml_platform.register import EXIT_REFUSED
 from ml_platform.tune import SMOKE_BUDGET
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-from inference_service.example_models import FEATURES
 
 CLASSES = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
