@@ -160,8 +160,8 @@ def run(ctx: BenchContext) -> dict:
 
 def _table(results: list[dict]) -> dict:
     columns = ["rows", "engine", "wall s", "in-job s", "rows/s (wall)", "us/row (wall)",
-               "us/row (in-job)", "CPU us/row", "peak RSS MiB", "Spark/pyarrow wall | in-job",
-               "same rejects | split sizes"]  # fmt: skip
+               "us/row (in-job)", "CPU us/row", "peak RSS MiB", "Spark/pyarrow wall / in-job",
+               "same rejects / split sizes"]  # fmt: skip
     rows = []
     for r in results:
         for engine in ("spark", "pyarrow"):
@@ -172,7 +172,7 @@ def _table(results: list[dict]) -> dict:
                 continue
             ratio = f"{r['wall_ratio']:.2f} / {r['job_ratio']:.2f}" if "wall_ratio" in r else "-"
             same = "-" if r["same_rejects"] is None else (
-                f"{'yes' if r['same_rejects'] else 'NO'} | "
+                f"{'yes' if r['same_rejects'] else 'NO'} / "
                 f"{'yes' if r.get('same_split_sizes') else 'NO'}")  # fmt: skip
             rows.append(
                 [f"{r['rows']:,}", engine, f"{f['wall_s']:.1f}", f"{f['job_s']:.1f}",
