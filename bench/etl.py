@@ -16,29 +16,20 @@ from pathlib import Path
 from bench.context import BenchContext
 from bench.procs import run_measured
 
-SIZES = (100_000, 1_000_000, 10_000_000)
+SIZES = (100_000, 1_000_000, 10_000_000, 100_000_000)
 SMOKE_SIZES = (2_000,)  # one Spark start-up: the smoke run checks the harness, not scaling
 MALFORMED = 0.01
-CHUNK = 100_000
 
 
 def raw_file(ctx: BenchContext, rows: int) -> Path:
-    """Generated raw file of `rows` lines, cached under the state dir (same rows every run)."""
-    from data_platform.make_raw import synthetic_lines
+    """Generated raw file of `rows` lines, cached under the state dir (same rows every run);
+    streamed by make_raw (bounded memory, ~1.2 s per 10^6 lines)."""
+    from data_platform.make_raw import write_synthetic
 
-    path = ctx.settings.state_dir / "bench-data" / f"raw-{rows}-m{MALFORMED}.data"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    spec = ctx.settings.dataset
-    ctx.log(f"  generating {rows:,} raw rows -> {path}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for i, start in enumerate(range(0, rows, CHUNK)):
-            n = min(CHUNK, rows - start)
-            lines = synthetic_lines(n, spec, seed=i, malformed_fraction=MALFORMED)
-            fh.write("".join(line.text + "\n" for line in lines))
-    tmp.rename(path)
+    path = ctx.settings.state_dir / "bench-data" / f"raw-{rows}-m{MALFORMED}-s.data"
+    if not path.is_file():
+        ctx.log(f"  generating {rows:,} raw rows -> {path}")
+        write_synthetic(path, rows, ctx.settings.dataset, malformed_fraction=MALFORMED)
     return path
 
 
@@ -68,11 +59,29 @@ def _figures(run, summary: dict, rows: int, job_key: str) -> dict:
         # the job's summary carries the manifest (`rejects.by_reason`); the baseline a flat dict
         "rejects_by_reason": summary.get("rejects_by_reason")
         or summary.get("rejects", {}).get("by_reason"),
+        "split": [summary.get("train_rows"), summary.get("test_rows")],
         "returncode": run.returncode,
     }
 
 
-def measure_size(ctx: BenchContext, rows: int) -> dict:
+def baseline_memory_problem(raw: Path, rss_per_byte: float | None) -> str | None:
+    """Why the in-memory baseline must not run on `raw`, or None. It holds the whole file
+    as Arrow strings plus its columns (3.1 GiB peak at 10^7 lines, 343 MB): at 10^8 that is
+    ~30 GiB, and on a shared machine the kernel's OOM killer may pick someone else's process.
+    The estimate scales the peak RSS per raw byte measured at a smaller size in this run."""
+    need = raw.stat().st_size * (rss_per_byte or 10.0)
+    with open("/proc/meminfo") as fh:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh}
+    have = info.get("MemAvailable", 0)
+    if need <= 0.8 * have:
+        return None
+    return (
+        f"not run: needs ~{need / 2**30:.0f} GiB (peak RSS per raw byte measured at a smaller "
+        f"size x {raw.stat().st_size / 2**30:.1f} GiB), {have / 2**30:.0f} GiB available"
+    )
+
+
+def measure_size(ctx: BenchContext, rows: int, rss_per_byte: float | None = None) -> dict:
     raw = raw_file(ctx, rows)
     work = ctx.work_dir / f"etl-{rows}"
     env = {"SPARK_LOCAL_IP": "127.0.0.1", "MLP_STATE_DIR": str(work / "state")}
@@ -81,23 +90,44 @@ def measure_size(ctx: BenchContext, rows: int) -> dict:
          "--lake-uri", str(work / "lake")],
         log=work / "spark.log", env=env, cwd=ctx.settings.state_dir.parent, timeout=3600,
     )  # fmt: skip
-    base = run_measured(
-        [sys.executable, "-m", "bench.etl_baseline", "--raw", str(raw), "--out",
-         str(work / "baseline")],
-        log=work / "baseline.log", env=env, timeout=3600,
-    )  # fmt: skip
-    out = {"rows": rows, "raw_file": str(raw)}
-    for name, run, key in (("spark", spark, "duration_s"), ("pyarrow", base, "duration_s")):
-        try:
-            out[name] = _figures(run, last_json(run.log.read_text(errors="replace")), rows, key)
-        except ValueError as exc:
-            out[name] = {"ok": False, "error": str(exc), "tail": run.tail[-5:]}
-        ctx.log(f"  etl {rows:>10,} {name:<8} {json.dumps(_short(out[name]))}")
-    same = out["spark"].get("rejects_by_reason") == out["pyarrow"].get("rejects_by_reason")
-    out["same_rejects"] = same and out["spark"].get("rows_out") == out["pyarrow"].get("rows_out")
+    out = {"rows": rows, "raw_file": str(raw), "raw_bytes": raw.stat().st_size}
+    out["spark"] = _engine_figures(spark, rows)
+    ctx.log(f"  etl {rows:>11,} spark    {json.dumps(_short(out['spark']))}")
+    skip = baseline_memory_problem(raw, rss_per_byte)
+    if skip:
+        out["pyarrow"] = {"ok": False, "error": skip, "skipped": True}
+    else:
+        base = run_measured(
+            [sys.executable, "-m", "bench.etl_baseline", "--raw", str(raw), "--out",
+             str(work / "baseline")],
+            log=work / "baseline.log", env=env, timeout=3600,
+        )  # fmt: skip
+        out["pyarrow"] = _engine_figures(base, rows)
+    ctx.log(f"  etl {rows:>11,} pyarrow  {json.dumps(_short(out['pyarrow']))}")
+    out.update(_ratios(out["spark"], out["pyarrow"]))
     shutil.rmtree(work / "lake", ignore_errors=True)
     shutil.rmtree(work / "baseline", ignore_errors=True)
     return out
+
+
+def _engine_figures(run, rows: int) -> dict:
+    try:
+        return _figures(run, last_json(run.log.read_text(errors="replace")), rows, "duration_s")
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc), "tail": run.tail[-5:]}
+
+
+def _ratios(spark: dict, base: dict) -> dict:
+    """Spark over pyarrow (wall, in-job) and whether both saw the same rejects and split."""
+    if not (spark.get("ok") and base.get("ok")):
+        return {"same_rejects": None}
+    same = spark.get("rejects_by_reason") == base.get("rejects_by_reason")
+    return {
+        "same_rejects": same and spark.get("rows_out") == base.get("rows_out"),
+        "same_split_sizes": spark.get("split") == base.get("split"),
+        "wall_ratio": round(spark["wall_s"] / base["wall_s"], 2),
+        "job_ratio": round(spark["job_s"] / base["job_s"], 2),
+    }
 
 
 def _short(fig: dict) -> dict:
@@ -107,29 +137,13 @@ def _short(fig: dict) -> dict:
 
 def run(ctx: BenchContext) -> dict:
     sizes = list(ctx.etl_sizes or (SMOKE_SIZES if ctx.smoke else SIZES))
-    results = [measure_size(ctx, n) for n in sorted(sizes)]
-    columns = ["rows", "engine", "wall s", "in-job s", "rows/s (wall)", "us/row (wall)",
-               "us/row (in-job)", "CPU us/row", "peak RSS MiB", "same rejects"]  # fmt: skip
-    rows = []
-    for r in results:
-        for engine in ("spark", "pyarrow"):
-            f = r[engine]
-            if not f.get("ok"):
-                rows.append([f"{r['rows']:,}", engine, "failed", f.get("error", ""), "", "", "",
-                             "", "", ""])  # fmt: skip
-                continue
-            rows.append(
-                [f"{r['rows']:,}", engine, f"{f['wall_s']:.1f}", f"{f['job_s']:.1f}",
-                 f"{f['rows_per_s']:,.0f}", f"{f['us_per_row']:.2f}",
-                 f"{f['job_us_per_row']:.2f}" if f["job_us_per_row"] else "-",
-                 f"{f.get('cpu_us_per_row', 0):.2f}", f"{f['peak_rss_mib']:.0f}",
-                 "yes" if r["same_rejects"] else "NO"]
-            )  # fmt: skip
-    spark_vs = [
-        round(r["spark"]["wall_s"] / r["pyarrow"]["wall_s"], 2)
-        for r in results
-        if r["spark"].get("ok") and r["pyarrow"].get("ok")
-    ]
+    results, rss_per_byte = [], None
+    for n in sorted(sizes):
+        results.append(measure_size(ctx, n, rss_per_byte))
+        base = results[-1]["pyarrow"]
+        if base.get("ok"):
+            rss_per_byte = base["peak_rss_mib"] * 2**20 / results[-1]["raw_bytes"]
+    spark_vs = [r["wall_ratio"] for r in results if "wall_ratio" in r]
     return {
         "malformed_fraction": MALFORMED,
         "sizes": results,
@@ -139,5 +153,32 @@ def run(ctx: BenchContext) -> dict:
         "rank rule with a different hash). Both as fresh processes; wall includes start-up. "
         "CPU us/row: user+system seconds of every process of the run (the JVM included) "
         "per raw row; a shared machine inflates it much less than wall time.",
-        "table": {"columns": columns, "rows": rows},
+        "spark_job_over_pyarrow": [r["job_ratio"] for r in results if "job_ratio" in r],
+        "table": _table(results),
     }
+
+
+def _table(results: list[dict]) -> dict:
+    columns = ["rows", "engine", "wall s", "in-job s", "rows/s (wall)", "us/row (wall)",
+               "us/row (in-job)", "CPU us/row", "peak RSS MiB", "Spark/pyarrow wall / in-job",
+               "same rejects / split sizes"]  # fmt: skip
+    rows = []
+    for r in results:
+        for engine in ("spark", "pyarrow"):
+            f = r[engine]
+            if not f.get("ok"):
+                rows.append([f"{r['rows']:,}", engine, "skipped" if f.get("skipped") else
+                             "failed", f.get("error", ""), *[""] * 7])  # fmt: skip
+                continue
+            ratio = f"{r['wall_ratio']:.2f} / {r['job_ratio']:.2f}" if "wall_ratio" in r else "-"
+            same = "-" if r["same_rejects"] is None else (
+                f"{'yes' if r['same_rejects'] else 'NO'} / "
+                f"{'yes' if r.get('same_split_sizes') else 'NO'}")  # fmt: skip
+            rows.append(
+                [f"{r['rows']:,}", engine, f"{f['wall_s']:.1f}", f"{f['job_s']:.1f}",
+                 f"{f['rows_per_s']:,.0f}", f"{f['us_per_row']:.2f}",
+                 f"{f['job_us_per_row']:.2f}" if f["job_us_per_row"] else "-",
+                 f"{f.get('cpu_us_per_row', 0):.2f}", f"{f['peak_rss_mib']:.0f}",
+                 ratio if engine == "spark" else "", same if engine == "spark" else ""]
+            )  # fmt: skip
+    return {"columns": columns, "rows": rows}

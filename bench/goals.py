@@ -97,6 +97,24 @@ def etl_scaling(parts: dict) -> Goal:
     }
 
 
+def etl_vs_pyarrow(parts: dict) -> Goal:
+    """At 10^7 rows (else the largest size both engines ran): Spark over the single-process
+    pyarrow baseline, in-job <= 2x and wall (JVM start included) <= 2.5x."""
+    goal, target = "ETL Spark vs pyarrow at 10^7 rows", "in-job <= 2x, wall <= 2.5x"
+    both = [s for s in parts.get("etl", {}).get("sizes", []) if "job_ratio" in s]
+    if not both:
+        return _missing(goal, target, "no size measured by both engines")
+    at = next((s for s in both if s["rows"] == 10_000_000), max(both, key=lambda s: s["rows"]))
+    return {
+        "goal": goal,
+        "target": target,
+        "measured": f"{at['rows']:,} rows: in-job {at['job_ratio']:.2f}x ("
+        f"{at['spark']['job_s']:.1f} vs {at['pyarrow']['job_s']:.1f} s), wall "
+        f"{at['wall_ratio']:.2f}x ({at['spark']['wall_s']:.1f} vs {at['pyarrow']['wall_s']:.1f} s)",
+        "met": at["job_ratio"] <= 2.0 and at["wall_ratio"] <= 2.5,
+    }
+
+
 def tuning_speed(parts: dict) -> Goal:
     goal = "tuning reaches the original config's best accuracy"
     target = "in <= 1/3 of the original's wall time"
@@ -143,6 +161,7 @@ CHECKS: tuple[Callable[[dict], Goal], ...] = (
     canary_cost,
     batch_latency,
     etl_scaling,
+    etl_vs_pyarrow,
     tuning_speed,
     pipeline_cold,
 )

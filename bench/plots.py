@@ -77,7 +77,11 @@ def etl_scaling(etl: dict, path: Path) -> Path | None:
             continue
         a1.plot([r for r, _ in pts], [e["us_per_row"] for _, e in pts], marker="o", label=engine)
         a2.plot([r for r, _ in pts], [e["rows_per_s"] for _, e in pts], marker="o", label=engine)
-    for ax, label in ((a1, "cost per row (us, wall incl. start-up)"), (a2, "rows/s")):
+        job = [(r, e["job_us_per_row"]) for r, e in pts if e.get("job_us_per_row")]
+        if job:
+            xs, ys = [r for r, _ in job], [y for _, y in job]
+            a1.plot(xs, ys, linestyle="--", marker="x", label=f"{engine} in-job")
+    for ax, label in ((a1, "cost per row (us; solid: wall incl. start-up)"), (a2, "rows/s")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("raw rows")

@@ -85,7 +85,7 @@ def test_etl_baseline_agrees_with_the_spark_job(smoke_run):
     assert size["spark"]["ok"] and size["pyarrow"]["ok"]
     assert size["spark"]["rows_in"] == size["pyarrow"]["rows_in"] == size["rows"]
     # same reject reasons and counts, same number of good rows
-    assert size["same_rejects"] is True
+    assert size["same_rejects"] is True and size["same_split_sizes"] is True
     assert sum(size["spark"]["rejects_by_reason"].values()) > 0
 
 
@@ -112,10 +112,11 @@ def test_pipeline_smoke_started_and_stopped_a_stack(smoke_run):
 
 def test_goals_markdown_and_plots(smoke_run):
     doc, out, _ = smoke_run
-    assert len(doc["goals"]) == 6
+    assert len(doc["goals"]) == 7
     assert all(g["met"] in (True, False, None) and g["measured"] for g in doc["goals"])
     by_goal = {g["goal"]: g for g in doc["goals"]}
     assert by_goal["serving single-row c=1 vs MLServer"]["met"] is None  # MLServer skipped
+    assert by_goal["ETL Spark vs pyarrow at 10^7 rows"]["met"] is not None  # smoke size ran
     md = (out / "latest.md").read_text()
     for heading in ("## Goals", *(f"## {p}" for p in PARTS), "## Plots"):
         assert heading in md

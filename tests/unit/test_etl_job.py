@@ -33,7 +33,7 @@ def test_iris_run_publishes_a_readable_version(spark, tmp_path):
     assert sorted(set(train["label"])) == [0, 1, 2]
     assert Path(summary["output"]).is_relative_to(tmp_path / "lake" / "iris")
     stages = manifest["stages_s"]
-    assert set(stages) == {"read_parse", "validate", "split", "write"}
+    assert set(stages) == {"plan", "read_parse", "validate", "split", "write"}
     assert all(isinstance(v, float) and v >= 0 for v in stages.values())
 
 
