@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from helper.atomic import atomic_write
 from helper.dataset import DatasetError, load_dataset_spec
 from helper.errors import PlatformError, run_cli
 from helper.stacks import parse_env
@@ -136,11 +137,7 @@ def expected_env(root: Path = REPO_ROOT) -> str:
 
 def select(choice: str | Path, root: Path = REPO_ROOT) -> Path:
     values = cluster_values(yaml_for(choice, root), root)
-    path = env_file(root)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(format_env(values), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(env_file(root), format_env(values))
 
 
 def lists_dataset(overlay: Path, root: Path = REPO_ROOT) -> bool:

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from helper.atomic import atomic_write
 from helper.errors import PlatformError, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,11 +101,7 @@ def read_stack(stack: str) -> dict[str, str]:
 def write_stack(stack: str, values: Mapping[str, str]) -> Path:
     if not (TF_ENVS / stack).is_dir():
         raise StackError(f"no Terraform root terraform/envs/{stack}")
-    path = env_file(stack)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(format_env(stack, values), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write(env_file(stack), format_env(stack, values))
 
 
 # --- which stack an overlay deploys to -----------------------------------------------------------

@@ -16,8 +16,9 @@ from pathlib import Path
 from helper.atomic import atomic_write
 
 
-def progress_path(state_dir: Path) -> Path:
-    return Path(state_dir) / "run" / "tune-progress.json"
+def progress_path(run_dir: Path) -> Path:
+    """Beside the pid files, in the settings' `run_dir`."""
+    return Path(run_dir) / "tune-progress.json"
 
 
 def read_progress(path: Path) -> dict | None:

@@ -348,9 +348,7 @@ def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
             failure_config=tune.FailureConfig(fail_fast=True),
             # trials done / total and best so far for the pipeline's progress bar
             callbacks=[
-                progress_callback(
-                    progress_path(settings.state_dir), budget.num_samples, metric, mode
-                )
+                progress_callback(progress_path(settings.run_dir), budget.num_samples, metric, mode)
             ],
         ),
     )

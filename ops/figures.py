@@ -44,7 +44,7 @@ def etl_figure(settings: Settings, log: Path, since: float) -> str:
 def tune_figure(settings: Settings, log: Path, since: float) -> str:
     from ml_platform.progress import progress_path, read_progress
 
-    p = read_progress(progress_path(settings.state_dir)) or {}
+    p = read_progress(progress_path(settings.run_dir)) or {}
     if not p:
         return ""
     best = f"{p['best']:.4f}" if p.get("best") is not None else "none"

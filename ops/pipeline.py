@@ -34,6 +34,7 @@ class Stage:
     argv: list[str]
     figure: Callable[[Settings, Path, float], str]
     fatal: bool = True  # a promotion that rolls back exits non-zero but the run goes on
+    progress: bool = False  # show the tuning session's progress bar while it runs
 
 
 @dataclass
@@ -61,7 +62,12 @@ def stages(smoke: bool) -> list[Stage]:
     return [
         Stage("local:up", [task, "local:up"], figures.stack_figure),
         Stage("data:etl", [task, "data:etl"], figures.etl_figure),
-        Stage("ml:tune", [task, "ml:tune", *(["SMOKE=1"] if smoke else [])], figures.tune_figure),
+        Stage(
+            "ml:tune",
+            [task, "ml:tune", *(["SMOKE=1"] if smoke else [])],
+            figures.tune_figure,
+            progress=True,
+        ),  # fmt: skip
         Stage("ml:register", [task, "ml:register"], figures.register_figure),
         Stage(
             "promote",
@@ -96,7 +102,7 @@ def _run(stage: Stage, log: Path, verbose: bool) -> int:
 def run_stage(stage: Stage, settings: Settings, verbose: bool) -> Outcome:
     log = settings.log_dir / "pipeline" / f"{stage.name.replace(':', '-')}.log"
     started, t0 = time.time(), time.perf_counter()
-    with watch_tuning(settings, enabled=stage.name == "ml:tune" and not verbose):
+    with watch_tuning(settings, enabled=stage.progress and not verbose):
         code = _run(stage, log, verbose)
     outcome = Outcome(stage, code, time.perf_counter() - t0, log)
     try:

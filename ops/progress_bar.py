@@ -46,7 +46,7 @@ def watch_tuning(
     if not enabled:
         yield
         return
-    path = progress_path(settings.state_dir)
+    path = progress_path(settings.run_dir)
     path.unlink(missing_ok=True)
     stop = threading.Event()
     bar = tqdm(total=None, desc="tuning", unit="trial", file=file or sys.stderr, disable=disable,

@@ -87,7 +87,7 @@ def test_a_figure_that_fails_does_not_fail_the_run(cfg, capsys):
 
 
 def test_progress_bar_follows_the_progress_file_and_ignores_a_stale_one(cfg):
-    path = progress_path(cfg.state_dir)
+    path = progress_path(cfg.run_dir)
     path.parent.mkdir(parents=True)
     stale = {"total": 9, "done": 9, "running": 0, "metric": "accuracy", "best": 0.1}
     path.write_text(json.dumps(stale))
