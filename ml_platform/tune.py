@@ -4,8 +4,8 @@ One tuning session = one parent MLflow run (tag `session=tune`); each trial crea
 child run (tag `mlflow.parentRunId`) from inside its Ray worker, over HTTP only. Trials report
 every few boosting rounds so ASHA can stop weak configurations early; Optuna's TPE evaluates
 XGBoost's own defaults first (`points_to_evaluate`), then proposes the next configuration
-from the finished ones. `make_searcher` / `make_scheduler` are the one definition of the
-search, shared with the tuning benchmark.
+from the finished ones. The search is defined in `ml_platform.search` (shared with the tuning
+benchmark); Ray's start and stop in `ml_platform.ray_session`.
 
 CLI: `python -m ml_platform.tune [--smoke] [--num-samples N] [--max-concurrent N]
 [--time-budget-s S] [--max-rounds N]`.
@@ -14,9 +14,7 @@ CLI: `python -m ml_platform.tune [--smoke] [--num-samples N] [--max-concurrent N
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from helper.settings import Settings, load_settings
 from ml_platform import tracking
 from ml_platform.data import load_lake, split_validation
 from ml_platform.progress import progress_callback, progress_path
+from ml_platform.ray_session import ray_session
 from ml_platform.results import (
     TuneSummary,
     best_so_far,
@@ -33,7 +32,8 @@ from ml_platform.results import (
     pick_best_trial,
     trials_frame,
 )
-from ml_platform.trial import REPORT_EVERY_ROUNDS, XGBOOST_DEFAULTS, run_trial, search_space
+from ml_platform.search import make_scheduler, make_searcher
+from ml_platform.trial import run_trial, search_space
 
 # the notebook and tests reach the session helpers through this module
 __all__ = [
@@ -42,21 +42,11 @@ __all__ = [
     "TuneSummary",
     "best_so_far",
     "budget_from_settings",
-    "make_scheduler",
-    "make_searcher",
     "pick_best_trial",
     "preflight",
     "run_tuning",
     "trials_frame",
 ]
-# ASHA's rungs are in boosting rounds (the reported `round`, not Tune's report count). On
-# small data the early rounds rank configurations poorly (a low learning rate looks bad at
-# round 5 and wins at 60), so the first cut waits 15 rounds and each rung keeps half.
-ASHA_TIME_ATTR = "round"
-ASHA_GRACE_ROUNDS = 15
-ASHA_REDUCTION = 2
-RAY_OBJECT_STORE_BYTES = 150 * 1024 * 1024  # iris-sized data; keeps /dev/shm use small
-RAY_START_ATTEMPTS = 3
 
 
 class TuningFailed(RuntimeError):
@@ -103,141 +93,32 @@ def budget_from_settings(settings: Settings, smoke: bool = False, **overrides) -
     return TuneBudget(**values)
 
 
-def start_ray(cpus: int, address: str | None = None, attempts: int = RAY_START_ATTEMPTS) -> float:
-    """Start a private local Ray with a fixed small resource set (or, inside a RayJob, connect
-    to `address`); returns seconds taken.
-
-    Ray 2.60's raylet aborts when its agents take longer than a fixed window to report their
-    ports, which happens on a busy 2-core machine while the agents import cold. The next
-    attempt imports from a warm page cache, so a retry turns a flaky start into a slow one.
-    """
-    # Under `uv run` (the Taskfiles), Ray 2.60 otherwise packages the whole working directory,
-    # .venv included (~2 GB), into /tmp/ray for every session; workers share this interpreter
-    # anyway. Read when ray is first imported, hence before the import.
-    too_late = "ray" in sys.modules and "RAY_ENABLE_UV_RUN_RUNTIME_ENV" not in os.environ
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    import ray
-
-    if too_late and "UV" in os.environ:
-        # ray was imported before this function: every worker (and so every Tune actor)
-        # then starts through `uv run` in a freshly built venv, tens of seconds each
-        print(
-            "warning: ray was imported before start_ray(); set RAY_ENABLE_UV_RUN_RUNTIME_ENV=0 "
-            "or import ray later, else each Ray worker builds its own venv",
-            file=sys.stderr,
-        )
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    started = time.perf_counter()
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
-        return time.perf_counter() - started
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(
-                num_cpus=cpus,
-                num_gpus=0,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                object_store_memory=RAY_OBJECT_STORE_BYTES,
-                logging_level="WARNING",
-                log_to_driver=True,
-            )
-            return time.perf_counter() - started
-        except Exception as exc:  # Ray raises a bare Exception for a node start timeout
-            ray.shutdown()
-            _reap_failed_ray_start()
-            if attempt == attempts or "timed out during startup" not in str(exc):
-                raise
-            print(f"ray start attempt {attempt} timed out; retrying", file=sys.stderr)
-    raise AssertionError("unreachable")
-
-
-_RAY_NODE_PROCESSES = ("gcs_server", "raylet", "dashboard/agent.py", "runtime_env/agent")
-
-
-def _reap_failed_ray_start() -> None:
-    """Stop the Ray processes a failed `ray.init` left behind (it leaves its GCS running).
-
-    Only children of this process are touched: another user's Ray is never affected.
-    """
-    import psutil
-
-    leftovers = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            cmdline = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if any(marker in cmdline for marker in _RAY_NODE_PROCESSES):
-            leftovers.append(child)
-    for proc in leftovers:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(leftovers, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-
-
 def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
-    """Run one session end to end; Ray is always shut down, the parent run always closed."""
+    """Run one session end to end; Ray is always shut down, the parent run always closed.
+
+    Ray starts first: its idle workers import what a trial needs (see ml_platform.ray_session)
+    while this process loads the lake and opens the parent run.
+    """
     from mlflow.tracking import MlflowClient
 
     wall_started = time.perf_counter()
-    data = load_lake(settings)
-    fit, val = split_validation(data.train, seed=settings.seed)
-    client = MlflowClient(settings.tracking_uri)
-    experiment_id = tracking.ensure_experiment(client, settings.experiment_name)
-    parent = client.create_run(
-        experiment_id,
-        run_name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={
-            tracking.SESSION_TAG: tracking.SESSION_VALUE,
-            "dataset": data.manifest.get("dataset", settings.dataset.name),
-            "lake_version": data.version,
-            "metric": settings.metric.value,
-        },
-    )
-    parent_id = parent.info.run_id
-    tracking.log_params(
-        client,
-        parent_id,
-        {
-            **dataclasses.asdict(budget),
-            "fit_rows": len(fit),
-            "validation_rows": len(val),
-            "test_rows": len(data.test),
-        },
-    )
-    status = "FAILED"
-    ray_start_s = tune_s = 0.0
-    try:
-        ray_start_s = start_ray(budget.cpus, settings.ray_address)
-        tune_started = time.perf_counter()
-        grid = _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id)
-        tune_s = time.perf_counter() - tune_started
-        trials = trials_frame(grid)
-        trials = close_stopped_trials(client, experiment_id, parent_id, trials)
-        _raise_on_trial_errors(grid)
-        best = pick_best_trial(trials, settings.metric.value, settings.metric.mode)
-        if best:
-            tracking.log_metrics(
-                client, parent_id, {f"best_{settings.metric.value}": best[settings.metric.value]}
-            )
-            client.set_tag(parent_id, "best_run_id", best.get("run_id") or "")
-        status = "FINISHED"
-    finally:
-        import ray
-
-        ray.shutdown()
-        wall_s = time.perf_counter() - wall_started
-        _close_parent(
-            client,
-            parent_id,
-            status,
-            {"ray_start_s": ray_start_s, "tune_s": tune_s, "wall_s": wall_s},
-        )
+    with ray_session(budget.cpus, settings.ray_address) as ray_start_s:
+        data = load_lake(settings)
+        fit, val = split_validation(data.train, seed=settings.seed)
+        client = MlflowClient(settings.tracking_uri)
+        experiment_id = tracking.ensure_experiment(client, settings.experiment_name)
+        parent_id = _open_parent(client, experiment_id, settings, budget, data, fit, val)
+        status, tune_s = "FAILED", 0.0
+        try:
+            tune_started = time.perf_counter()
+            grid = _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id)
+            tune_s = time.perf_counter() - tune_started
+            trials, best = _collect_trials(client, settings, experiment_id, parent_id, grid)
+            status = "FINISHED"
+        finally:
+            wall_s = time.perf_counter() - wall_started
+            timings = {"ray_start_s": ray_start_s, "tune_s": tune_s, "wall_s": wall_s}
+            _close_parent(client, parent_id, status, timings)
     return TuneSummary(
         parent_run_id=parent_id,
         experiment_id=experiment_id,
@@ -249,6 +130,36 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
         tune_s=tune_s,
         wall_s=wall_s,
     )
+
+
+def _open_parent(client, experiment_id, settings, budget, data, fit, val) -> str:
+    """The session's parent run, tagged so `register` can find it; returns its id."""
+    parent = client.create_run(
+        experiment_id,
+        run_name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            tracking.SESSION_TAG: tracking.SESSION_VALUE,
+            "dataset": data.manifest.get("dataset", settings.dataset.name),
+            "lake_version": data.version,
+            "metric": settings.metric.value,
+        },
+    )
+    sizes = {"fit_rows": len(fit), "validation_rows": len(val), "test_rows": len(data.test)}
+    tracking.log_params(client, parent.info.run_id, {**dataclasses.asdict(budget), **sizes})
+    return parent.info.run_id
+
+
+def _collect_trials(client, settings, experiment_id, parent_id, grid):
+    """The trials' table and the best completed one (recorded on the parent run)."""
+    trials = trials_frame(grid)
+    trials = close_stopped_trials(client, experiment_id, parent_id, trials)
+    _raise_on_trial_errors(grid)
+    metric = settings.metric.value
+    best = pick_best_trial(trials, metric, settings.metric.mode)
+    if best:
+        tracking.log_metrics(client, parent_id, {f"best_{metric}": best[metric]})
+        client.set_tag(parent_id, "best_run_id", best.get("run_id") or "")
+    return trials, best
 
 
 def _raise_on_trial_errors(grid) -> None:
@@ -277,31 +188,6 @@ def _close_parent(client, parent_id: str, status: str, metrics: dict[str, float]
         )
         if status == "FINISHED":
             raise
-
-
-def make_searcher(seed: int, max_concurrent: int):
-    """Optuna TPE, XGBoost's defaults evaluated first, at most `max_concurrent` trials live."""
-    from optuna.samplers import TPESampler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    return ConcurrencyLimiter(
-        OptunaSearch(sampler=TPESampler(seed=seed), points_to_evaluate=[dict(XGBOOST_DEFAULTS)]),
-        max_concurrent=max_concurrent,
-    )
-
-
-def make_scheduler(max_rounds: int):
-    """ASHA over boosting rounds; rungs snap to the report cadence (`REPORT_EVERY_ROUNDS`)."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    grace = min(max(ASHA_GRACE_ROUNDS, REPORT_EVERY_ROUNDS), max_rounds)
-    return ASHAScheduler(
-        time_attr=ASHA_TIME_ATTR,
-        max_t=max_rounds,
-        grace_period=grace,
-        reduction_factor=ASHA_REDUCTION,
-    )
 
 
 def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):

@@ -96,6 +96,17 @@ def test_tuning_goal_uses_time_to_reach():
     assert goal["met"] is True and goal["share"] == pytest.approx(20 / 90)
 
 
+def test_first_trial_goal_is_the_same_run_ratio():
+    def parts(fast, base):
+        ab = {"fast_start": {"first_trial_start_s": fast},
+              "ray_defaults": {"first_trial_start_s": base}, "ratio": base / fast}  # fmt: skip
+        return {"tuning": {"first_trial": ab}}
+
+    assert goals.first_trial(parts(2.5, 10.0))["met"] is True
+    assert goals.first_trial(parts(6.0, 10.0))["met"] is False
+    assert goals.first_trial({})["met"] is None
+
+
 class _Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: collections.Counter = collections.Counter()

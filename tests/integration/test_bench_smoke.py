@@ -100,6 +100,9 @@ def test_tuning_has_both_searches_with_curves(smoke_run):
         assert times == sorted(times) and accs == sorted(accs)  # best-so-far never drops
         assert 0.0 < search["best_accuracy"] <= 1.0
     assert tuning["searches"]["original"]["stopped_early"] == 0
+    ab = tuning["first_trial"]  # the same-run comparison of Ray defaults vs the fast start
+    for label in ("ray_defaults", "fast_start"):
+        assert ab[label]["first_trial_start_s"] > 0 and ab[label]["ray_start_s"] > 0
 
 
 def test_pipeline_smoke_started_and_stopped_a_stack(smoke_run):

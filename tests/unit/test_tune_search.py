@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ml_platform.search import ASHA_GRACE_ROUNDS, make_scheduler, make_searcher
 from ml_platform.trial import REPORT_EVERY_ROUNDS, XGBOOST_DEFAULTS, search_space, should_report
-from ml_platform.tune import ASHA_GRACE_ROUNDS, make_scheduler, make_searcher
 
 
 def test_reports_every_k_rounds_and_never_the_last():
