@@ -8,16 +8,16 @@ trial start in ~2 s instead of ~10 s (measured in bench/README.md, "tuning"):
   an actor at once, every other actor waits for a fresh process (~3-6 s of interpreter
   start and imports here). Ray Tune, however, gives each trial actor a `runtime_env` (a
   few environment variables), and an actor with a `runtime_env` never lands on those
-  workers. On a local Ray the variables are already in every worker's environment (workers
-  inherit the driver's, set before `ray.init`), so the trial actors are created without
-  one (`_trial_actors_share_prestarted_workers`).
-- The idle workers import Tune, XGBoost, pandas and MLflow's client while the driver loads
-  the data and creates the Tuner (`RAY_preload_python_modules`), not after the trial starts.
+  workers. On a local Ray the variables are already in every worker's environment (the
+  raylet copies the driver's at `ray.init`), so the trial actors are created without one
+  (`_trial_actors_share_prestarted_workers`, a wrapper around one Tune method).
+- The idle workers import what a trial imports (`TRIAL_MODULES`) while the driver loads the
+  data and builds the Tuner (`RAY_preload_python_modules`), not after the trial starts.
 - Ray stops idle workers after 10 s; the driver's own start-up can take longer on a busy
   machine, so they are kept for the session (`RAY_idle_worker_killing_time_threshold_ms`).
 
-Each of these is a Ray setting read from the environment when the raylet starts, so they
-are applied before `ray.init` and only when this process starts Ray itself.
+The last two are Ray settings the raylet reads from its environment when it starts: they
+are set around `ray.init`, and only when this process starts Ray itself.
 """
 
 from __future__ import annotations
