@@ -18,6 +18,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 from helper.errors import run_cli
 from helper.settings import Settings, load_settings
@@ -65,11 +66,18 @@ class TuneBudget:
     max_rounds: int
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "max_concurrent", "cpus", "max_rounds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.time_budget_s <= 0:
-            raise ValueError(f"time_budget_s: must be > 0, got {self.time_budget_s}")
+        """The bounds are the settings' own (`tune_<field>` in helper/settings.py): one
+        definition, the same message for `MLP_TUNE_*` and for a CLI flag."""
+        from pydantic import TypeAdapter, ValidationError
+
+        for name in self.__dataclass_fields__:
+            spec = Settings.model_fields[f"tune_{name}"]
+            value = getattr(self, name)
+            try:
+                TypeAdapter(Annotated[spec.annotation, *spec.metadata]).validate_python(value)
+            except ValidationError as exc:
+                reason = exc.errors()[0]["msg"]
+                raise ValueError(f"{name}: {reason}, got {value!r}") from None
 
 
 # Enough to prove the whole path (search, scheduler, parent/child runs, model logging).

@@ -121,6 +121,18 @@ def test_budget_names_the_bad_field():
         TuneBudget(num_samples=0, max_concurrent=1, time_budget_s=1, cpus=1, max_rounds=1)
 
 
+@pytest.mark.parametrize("field,bad", [("num_samples", 0), ("time_budget_s", 0.0), ("cpus", -2)])
+def test_budget_and_settings_share_one_bound(tmp_path, field, bad):
+    # one definition: a CLI flag and an MLP_TUNE_* variable are refused for the same reason
+    good = dict(num_samples=1, max_concurrent=1, time_budget_s=1.0, cpus=1, max_rounds=1)
+    with pytest.raises(ValueError) as from_budget:
+        TuneBudget(**{**good, field: bad})
+    with pytest.raises(ValueError) as from_settings:
+        load_settings(state_dir=tmp_path, **{f"tune_{field}": bad})
+    reason = str(from_budget.value).split(": ", 1)[1].rsplit(", got", 1)[0]
+    assert reason in str(from_settings.value)
+
+
 def _trials() -> pd.DataFrame:
     return pd.DataFrame(
         {
