@@ -28,7 +28,8 @@ class PromotionLock:
         self.path = Path(path)
         self.what = what
         self.holder_file = self.path.with_name(self.path.name + ".holder")
-        self._lock = FileLock(self.path, blocking=False, mode=0o644, thread_local=False)
+        # timeout=0: one attempt, then Timeout (never wait behind another promotion)
+        self._lock = FileLock(str(self.path), timeout=0)
 
     def acquire(self) -> PromotionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
