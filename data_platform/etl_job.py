@@ -26,6 +26,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from data_platform import holdout as H
 from data_platform import lake
 from data_platform import transforms as T
 from data_platform.session import build_spark
@@ -135,21 +136,21 @@ def put_text(spark: SparkSession, uri: str, text: str) -> None:
 def write_version(
     parsed: DataFrame,
     settings: Settings,
-    tallied: tuple[dict[str | None, int], T.Histogram],
+    tallied: tuple[dict[str | None, int], H.Histogram],
     base: str,
     version: str,
     stages_s: dict[str, float] | None = None,
 ) -> dict:
     """Write train/test/rejects Parquet under `base`, then the manifest; return it.
-    `tallied` is `T.tally(parsed, ...)`: counts by reason and the split histogram.
+    `tallied` is `H.tally(parsed, ...)`: counts by reason and the split histogram.
     `stages_s` (read/parse, validate so far) gains split and write timings."""
     counts, hist = tallied
     stages_s = dict(stages_s or {})
     spec = settings.dataset
     t0 = time.perf_counter()
     good = T.good_rows(parsed, spec)
-    cutoffs = T.split_cutoffs(good, spec, (settings.seed, settings.test_fraction), hist)
-    marked = T.mark_split(good, spec, settings.seed, cutoffs)
+    cutoffs = H.split_cutoffs(good, spec, (settings.seed, settings.test_fraction), hist)
+    marked = H.mark_split(good, spec, settings.seed, cutoffs)
     test_rows = sum(n for _, _, n in cutoffs.values())
     stages_s["split"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -200,7 +201,7 @@ def run_etl(spark: SparkSession, settings: Settings, now: datetime | None = None
     try:
         # The tally materialises the cache: it is the read/parse pass plus the aggregation.
         t0 = time.perf_counter()
-        tallied = T.tally(parsed, spec, settings.seed)
+        tallied = H.tally(parsed, spec, settings.seed)
         counts = tallied[0]
         stages["read_parse"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -20,21 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_platform.rejects import REASONS
 from helper.errors import run_cli
 from helper.settings import REPO_ROOT, DatasetSpec, get_settings
 
 DEFAULT_OUT = REPO_ROOT / "data" / "iris.data"
 
 # The reasons `data_platform.transforms` gives for a rejected line; one generator per reason.
-MALFORMED_KINDS: tuple[str, ...] = (
-    "blank_line",
-    "duplicate_header",
-    "wrong_column_count",
-    "missing_value",
-    "non_numeric",
-    "non_finite",
-    "unknown_class",
-)
+MALFORMED_KINDS: tuple[str, ...] = REASONS
 
 
 @dataclass(frozen=True)

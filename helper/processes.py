@@ -2,7 +2,10 @@
 
 Local services (S3, MLflow, predictors, HAProxy, Prometheus) are started in their own
 session so that stopping one signals its whole process group: MLflow's web
-workers and any other children go with it, and nothing is orphaned.
+workers and any other children go with it, and nothing is orphaned. The pid file (one
+number, also read by ops/exposure.py) is the only state kept between commands; whether
+that pid still runs, and who else is in its group, is asked of psutil, and every wait
+(healthy after start, gone after a signal) is one tenacity retry policy.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from helper.errors import PlatformError
 
@@ -89,11 +91,33 @@ def port_holder(port: int, host: str = "127.0.0.1") -> str:
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET of `url` answers 2xx (redirects followed) within `timeout` seconds.
+    Health URLs are loopback ones, so no proxy from the environment applies."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL
-            return 200 <= resp.status < 300
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        resp = httpx.get(url, timeout=timeout, follow_redirects=True, trust_env=False)
+    except (httpx.HTTPError, OSError):
         return False
+    return resp.is_success
+
+
+def wait_until(done: Callable[[], bool], timeout: float, interval: float) -> bool:
+    """Call `done` every `interval` seconds until it returns True (-> True) or `timeout`
+    seconds have passed (-> False). An exception from `done` ends the wait and propagates."""
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda _state: False,
+    )
+    return retrying(done)
+
+
+def read_pid_file(path: Path) -> int | None:
+    """The pid recorded in `path`, or None when the file is missing or not a number."""
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 @dataclass
@@ -122,11 +146,8 @@ class ManagedProcess:
         return self.log_dir / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        pid = read_pid_file(self.pid_file)
+        return pid if pid is not None and pid_alive(pid) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -168,17 +189,17 @@ class ManagedProcess:
                 )
 
     def _wait_healthy(self, proc: subprocess.Popen, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
                 raise ServiceError(
                     f"{self.name} exited with code {proc.returncode} during start-up; "
                     f"last log lines:\n{self.tail_log()}"
                 )
-            if self.health():
-                return
-            time.sleep(0.25)
+            return self.health()
+
+        if wait_until(healthy, timeout, interval=0.25):
+            return
         self.stop()
         raise ServiceError(
             f"{self.name} not healthy after {timeout:.0f}s; last log lines:\n{self.tail_log()}"
@@ -193,21 +214,17 @@ class ManagedProcess:
             # (hardening) The leader may have crashed or been SIGKILLed while its children
             # (e.g. MLflow's uvicorn) live on in its process group, holding the port: stop
             # them too. A pgid cannot be reused while any member lives, so this is safe.
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                recorded = int(self.pid_file.read_text().strip())
-                if _group_alive(recorded):
-                    pid = recorded
+            recorded = read_pid_file(self.pid_file)
+            if recorded is not None and _group_alive(recorded):
+                pid = recorded
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not _group_alive(pid):
-                    return True
-                time.sleep(0.1)
+            if wait_until(lambda: not _group_alive(pid), wait, interval=0.1):
+                return True
         return True
 
     def tail_log(self, lines: int = 15) -> str:

@@ -21,7 +21,7 @@ import pytest
 
 from bench.etl_baseline import run_baseline
 from data_platform import lake, make_raw
-from data_platform.transforms import REASONS
+from data_platform.rejects import REASONS
 from helper.settings import REPO_ROOT, load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

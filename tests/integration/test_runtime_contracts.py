@@ -4,7 +4,7 @@ No Docker here, so the pod is rebuilt from what decides whether it starts: the m
 (MLflow/S3 endpoints pointed at the local stack, Secrets filled with local values), the
 manifest's uid (setpriv; we are root), a read-only copy of exactly the files the Dockerfile
 COPYs as the working directory, and writable directories only where the pod mounts an
-emptyDir (see helper/image_contract.py). One test per image:
+emptyDir (see helper/image_contract.py, helper/image_sandbox.py). One test per image:
 
 - RayJob (tune image): the entrypoint with the dev overlay's smoke budget, a local Ray;
 - SparkApplication (etl image): the same job file under local Spark; s3a:// URIs are mapped to
@@ -35,6 +35,7 @@ import yaml
 from data_platform import lake
 from helper import image_contract as ic
 from helper import validate
+from helper.image_sandbox import Sandbox
 from helper.processes import free_port
 from helper.settings import REPO_ROOT, Settings
 from tests.integration.test_tune_pipeline import write_tiny_lake
@@ -61,10 +62,10 @@ def tail(proc) -> str:
 
 @pytest.fixture
 def sandbox():
-    made: list[ic.Sandbox] = []
+    made: list[Sandbox] = []
 
-    def build(*args, **kw) -> ic.Sandbox:
-        made.append(ic.Sandbox.build(*args, **kw))
+    def build(*args, **kw) -> Sandbox:
+        made.append(Sandbox.build(*args, **kw))
         return made[-1]
 
     yield build

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
+from data_platform import holdout as H
 from data_platform import make_raw
 from data_platform import transforms as T
 from helper.settings import DatasetSpec, get_settings
@@ -122,7 +123,7 @@ def test_synthetic_fuzz_lines_get_exactly_the_expected_reasons(spark, spec):
 def _split(spark, spec, lines, seed, partitions=1, fraction=0.2):
     frame = spark.createDataFrame([(line,) for line in lines], "value string")
     good = T.good_rows(T.parse_lines(T.normalize_lines(frame.repartition(partitions)), spec), spec)
-    train, test = T.split(good, spec, seed, fraction)
+    train, test = H.split(good, spec, seed, fraction)
     return sorted(tuple(r) for r in train.collect()), sorted(tuple(r) for r in test.collect())
 
 
@@ -154,7 +155,7 @@ def test_identical_rows_land_on_the_same_side(spark, spec):
     lines = make_raw.iris_lines()[:30] * 3
     frame = spark.createDataFrame([(line,) for line in lines], "value string")
     good = T.good_rows(T.parse_lines(T.normalize_lines(frame), spec), spec)
-    marked = T.assign_split(good, spec, seed=42, test_fraction=0.3)
+    marked = H.assign_split(good, spec, seed=42, test_fraction=0.3)
     sides = marked.groupBy(*spec.features, "label").agg(F.countDistinct(T.SPLIT_COL).alias("n"))
     assert sides.where("n > 1").count() == 0
     assert 0 < marked.where(T.SPLIT_COL).count() < 90
@@ -165,7 +166,7 @@ def test_split_rejects_a_fraction_outside_0_1(spark, spec, fraction):
     frame = spark.createDataFrame([(GOOD,)], "value string")
     good = T.good_rows(T.parse_lines(T.normalize_lines(frame), spec), spec)
     with pytest.raises(ValueError, match="^test_fraction:"):
-        T.assign_split(good, spec, 1, fraction)
+        H.assign_split(good, spec, 1, fraction)
 
 
 def test_count_by_reason_counts_good_rows_under_none(spark, spec):
@@ -197,7 +198,7 @@ def test_any_text_is_parsed_or_rejected_never_lost(spark, spec, lines):
             assert row.label is None
 
 
-@pytest.mark.parametrize("bucket_bits", [1, 3, T.SPLIT_BUCKET_BITS])
+@pytest.mark.parametrize("bucket_bits", [1, 3, H.SPLIT_BUCKET_BITS])
 def test_split_equals_the_per_class_rank_definition_at_any_bucket_size(spark, spec, bucket_bits):
     """The histogram + boundary-sort cut-off marks exactly the rows a per-class window rank
     (the obvious, unscalable definition) would; 1 bit puts half a class in the cut-off bucket."""
@@ -215,7 +216,7 @@ def test_split_equals_the_per_class_rank_definition_at_any_bucket_size(spark, sp
         F.rank().over(by_class.orderBy(key, *content))
         <= F.round(F.count(F.lit(1)).over(by_class) * F.lit(0.3)),
     )
-    marked = T.assign_split(reference, spec, seed=11, test_fraction=0.3, bucket_bits=bucket_bits)
+    marked = H.assign_split(reference, spec, seed=11, test_fraction=0.3, bucket_bits=bucket_bits)
     rows = marked.select("ref", T.SPLIT_COL).collect()
     assert len(rows) == len(lines) and sum(r[1] for r in rows) > 0
     assert all(r[0] == r[1] for r in rows)
@@ -239,7 +240,7 @@ def test_odd_numeric_feature_names_and_a_binary_label_go_through_parse_and_split
     parsed = T.parse_lines(T.drop_header(T.normalize_lines(frame), odd, "id"), odd)
     good = T.good_rows(parsed, odd)
     assert good.count() == 40 and good.columns == [*odd.features, T.LABEL_COL]
-    train, test = T.split(good, odd, seed=1, test_fraction=0.25)
+    train, test = H.split(good, odd, seed=1, test_fraction=0.25)
     assert (train.count(), test.count()) == (30, 10)
     assert sorted(r[T.LABEL_COL] for r in test.collect()) == [0] * 5 + [1] * 5
     assert test.columns == [*odd.features, T.LABEL_COL]
