@@ -2,22 +2,22 @@
 
 On 2 cores a Python client takes about half the CPU from the server it measures
 (KNOWN-TRAPS "Measuring"), so Debian's `wrk` with a Lua body script is used when it is
-installed; the fallback is a raw asyncio HTTP/1.1 keep-alive client, and every result
-names the generator that produced it so figures from the two are never mixed silently.
+installed; the fallback is the project's own load generator (`inference_service.loadgen`,
+a raw asyncio HTTP/1.1 keep-alive client), and every result names the generator that
+produced it so figures from the two are never mixed silently.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
+
+from inference_service import loadgen
 
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9)
 
@@ -124,64 +124,13 @@ def run_wrk(
     )
 
 
-# --- fallback: asyncio raw HTTP/1.1 keep-alive client -----------------------------------
+# --- fallback: the project's load generator (inference_service.loadgen) ---------------
 def run_python(url: str, body: bytes, connections: int, duration_s: float) -> LoadResult:
-    latencies, errors, wall = asyncio.run(_drive(url, body, connections, duration_s))
-    arr = np.asarray(latencies) * 1000.0 if latencies else np.zeros(1)
+    res = loadgen.load(
+        url, body, requests=None, duration_s=duration_s, concurrency=connections, warmup=0,
+        header=None,
+    )  # fmt: skip
+    arr = np.asarray(res.latencies_s) * 1000.0 if res.latencies_s else np.zeros(1)
     pcts = [(float(p), float(np.percentile(arr, p))) for p in PERCENTILES]
-    return LoadResult("python-asyncio", connections, len(latencies), wall, errors, pcts)
-
-
-async def _drive(url: str, body: bytes, connections: int, duration_s: float):
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    head = (
-        f"POST {parsed.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    request = head + body
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + duration_s
-
-    async def worker() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                writer.write(request)
-                status = await _read_response(reader)
-                latencies.append(time.perf_counter() - t0)
-                if not 200 <= status < 300:
-                    errors += 1
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    results = await asyncio.gather(*(worker() for _ in range(connections)), return_exceptions=True)
-    errors += sum(1 for r in results if isinstance(r, Exception))
-    return latencies, errors, time.perf_counter() - started
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    header = await reader.readuntil(b"\r\n\r\n")
-    lines = header.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    length = 0
-    chunked = False
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.lower() == "content-length":
-            length = int(value.strip())
-        elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-    if chunked:
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    else:
-        await reader.readexactly(length)
-    return status
+    errors = sum(n for status, n in res.statuses.items() if not 200 <= status < 300)
+    return LoadResult("python-asyncio", connections, len(res.latencies_s), res.wall_s, errors, pcts)

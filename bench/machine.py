@@ -25,7 +25,7 @@ KEY_PACKAGES = (
     "optuna",
     "scikit-learn",
     "uvicorn",
-    "aiohttp",
+    "httpx",
     "httptools",
     "uvloop",
 )

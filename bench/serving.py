@@ -10,10 +10,10 @@ throughput, p50/p99 latency, peak server RSS while loaded.
 from __future__ import annotations
 
 import collections
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
 from bench import loadgen, servers
@@ -56,19 +56,21 @@ def write_bodies(ctx: BenchContext, features: list[str]) -> dict[str, Path]:
     return bodies
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
-        return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    resp = httpx.post(url, content=body, headers=JSON, timeout=timeout)
+    return resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content
 
 
 def version_split(url: str, body: bytes, n: int) -> dict[str, int]:
     """Which `x-model-version` answered, over n sequential requests (checked outside the
     timed load so header bookkeeping does not slow the load generator)."""
     counts: collections.Counter[str] = collections.Counter()
-    for _ in range(n):
-        _, headers, _ = post(url, body)
-        counts[headers.get("x-model-version", "?")] += 1
+    with httpx.Client(headers=JSON, timeout=30.0) as client:
+        for _ in range(n):
+            counts[client.post(url, content=body).headers.get("x-model-version", "?")] += 1
     return dict(counts)
 
 

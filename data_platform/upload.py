@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
+
 from helper.dataset import check_raw_file
 from helper.errors import run_cli
 from helper.settings import Settings, load_settings
@@ -82,16 +84,11 @@ def upload_raw(settings: Settings, source: str | Path | None = None, client=None
 
 def endpoint_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
     """True when the S3 endpoint answers an HTTP request at all (any status)."""
-    import urllib.error
-    import urllib.request
-
     if not settings.s3_endpoint_url:
         return True  # AWS itself; nothing local to check
     try:
-        urllib.request.urlopen(settings.s3_endpoint_url, timeout=timeout_s)  # noqa: S310
-    except urllib.error.HTTPError:
-        return True
-    except (urllib.error.URLError, OSError):
+        httpx.get(settings.s3_endpoint_url, timeout=timeout_s)
+    except httpx.HTTPError:
         return False
     return True
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+import httpx
 
 from helper.atomic import atomic_write
 from helper.processes import ManagedProcess, ServiceError, free_port_block
@@ -122,18 +122,14 @@ def healthy(settings: Settings) -> bool:
     sees a volume server with room (so writes will succeed)."""
     p = settings.store_ports
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{p['s3']}/", timeout=2)  # noqa: S310
-        return False  # an unsigned request that succeeds: not our store, or auth is off
-    except urllib.error.HTTPError as exc:
-        if exc.code != 403:
+        gateway = httpx.get(f"http://127.0.0.1:{p['s3']}/", timeout=2.0)
+        # an unsigned request that succeeds: not our store, or auth is off
+        if gateway.status_code != 403:
             return False
-    except (urllib.error.URLError, OSError):
-        return False
-    try:
-        url = f"http://127.0.0.1:{p['master']}/dir/status"
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
-            topology = json.load(resp).get("Topology") or {}
-    except (urllib.error.URLError, OSError, ValueError):
+        status = httpx.get(f"http://127.0.0.1:{p['master']}/dir/status", timeout=2.0)
+        status.raise_for_status()
+        topology = status.json().get("Topology") or {}
+    except (httpx.HTTPError, ValueError):
         return False
     return int(topology.get("Max") or 0) > 0
 

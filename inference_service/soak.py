@@ -2,10 +2,10 @@
 
 A soak test answers "does it keep working": throughput and p99 over a long run,
 the error count (must be 0) and whether the serving processes' RSS grows. It
-reuses `loadgen.run_load` in rounds until the duration is spent, so the figures
-come from the same client as every other serving measurement here (a Python
-client: on 2 cores it takes CPU from the server, so req/s is a lower bound;
-Debian's `wrk` measures the server alone, see the hardening figures note).
+runs `loadgen.run_load` for the duration, so the figures come from the same
+client as every other serving measurement here (a Python client: on 2 cores it
+takes CPU from the server, so req/s is a lower bound; Debian's `wrk` measures
+the server alone, see the hardening figures note).
 
 Run: `python -m inference_service.soak [--duration 60] [--concurrency 8] [--url URL]`
 (default URL: the local proxy; the bearer token is sent when `auth_token` is set).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -46,30 +45,20 @@ async def run_soak(
     *,
     duration_s: float,
     concurrency: int = 8,
-    round_requests: int = 500,
     extra_headers: dict[str, str] | None = None,
 ) -> LoadResult:
-    """Rounds of `round_requests` POSTs until `duration_s` has passed; one merged result."""
+    """POSTs from `concurrency` connections until `duration_s` has passed, after a warm-up."""
     if duration_s <= 0:
         raise ValueError("duration_s must be positive")
-    total = LoadResult([], 0.0)
-    start = time.perf_counter()
-    warmup = 20
-    while time.perf_counter() - start < duration_s:
-        part = await run_load(
-            url,
-            body,
-            requests=round_requests,
-            concurrency=concurrency,
-            warmup=warmup,
-            extra_headers=extra_headers,
-        )
-        warmup = 0
-        total.latencies_s += part.latencies_s
-        total.statuses.update(part.statuses)
-        total.header_values.update(part.header_values)
-    total.wall_s = time.perf_counter() - start
-    return total
+    return await run_load(
+        url,
+        body,
+        requests=None,
+        duration_s=duration_s,
+        concurrency=concurrency,
+        warmup=20,
+        extra_headers=extra_headers,
+    )
 
 
 def soak(

@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import requests
+import httpx
 import yaml
 
 from helper.atomic import atomic_write
@@ -73,7 +73,7 @@ def _http_error(status: int, cluster_id: str, api_url: str) -> KubeconfigError:
     return KubeconfigError(f"IONOS API answered {status} for cluster {cluster_id}")
 
 
-def _payload_to_text(response: requests.Response) -> str:
+def _payload_to_text(response: httpx.Response) -> str:
     """The API may answer YAML, a JSON string, or a JSON kubeconfig object."""
     if "json" not in response.headers.get("Content-Type", ""):
         return response.text
@@ -114,8 +114,8 @@ def fetch_kubeconfig(
     url = f"{api_url.rstrip('/')}/k8s/{cluster_id}/kubeconfig"
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/yaml, application/json"}
     try:
-        response = requests.get(url, headers=headers, timeout=timeout)
-    except requests.RequestException as exc:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
         raise KubeconfigError(
             f"cannot reach IONOS API at {api_url}: {type(exc).__name__}"
         ) from None

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-import requests
+import httpx
 
 from helper.settings import Settings
 from ml_platform.artifacts import MANIFEST_TAG, resolve_storage_uri
@@ -73,7 +73,7 @@ def parse_manifest(value: str | None) -> dict[str, int] | None:
 
 def _get(settings: Settings, path: str, params: dict) -> dict:
     url = f"{settings.tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}"
-    resp = requests.get(url, params=params, timeout=settings.tracking_timeout_s)
+    resp = httpx.get(url, params=params, timeout=settings.tracking_timeout_s)
     resp.raise_for_status()
     return resp.json()
 

@@ -13,13 +13,13 @@ real users' traffic.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inference_service import loadgen
 from inference_service.promotion.gates import Check
 from inference_service.promotion.prom import Prometheus, PromQLError
 from inference_service.promotion.spec import (
@@ -252,47 +252,26 @@ class ReplayLoad:
         return out[:n]
 
     def __call__(self, duration: float) -> dict:
-        import requests
-
         n = max(1, round(self.rps * duration))
-        order = self._order(n)
-        start = time.monotonic()
-        lock = threading.Lock()
-        nxt = iter(range(n))
-        statuses: Counter = Counter()
-        revisions: Counter = Counter()
-
-        def worker() -> None:
-            with requests.Session() as s:
-                s.headers.update(self.headers)
-                while True:
-                    with lock:
-                        i = next(nxt, None)
-                    if i is None:
-                        return
-                    delay = start + i / self.rps - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    try:
-                        r = s.post(self.url, json=order[i], timeout=self.timeout)
-                        key, rev = r.status_code, r.headers.get("x-revision", "?")
-                    except requests.RequestException as exc:
-                        key, rev = 0, f"no answer ({type(exc).__name__}: {exc})"[:200]
-                    with lock:
-                        statuses[key] += 1
-                        revisions[rev] += 1
-
-        threads = [threading.Thread(target=worker) for _ in range(self.concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        result = loadgen.load(
+            self.url,
+            loadgen.json_bodies(self._order(n)),
+            requests=n,
+            concurrency=self.concurrency,
+            rate=self.rps,
+            warmup=0,
+            header="x-revision",
+            extra_headers=self.headers,
+            timeout=self.timeout,
+        )
+        statuses = result.statuses
+        revisions = {rev or "?": c for rev, c in result.header_values.items()}
         failed = sum(c for s, c in statuses.items() if s == 0 or s >= 500)
         self.total.update({"sent": n, "failed": failed})
         return {
             "sent": n,
             "failed": failed,
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
-            "by_revision": dict(revisions),
-            "seconds": round(time.monotonic() - start, 2),
+            "by_revision": revisions,
+            "seconds": round(result.wall_s, 2),
         }

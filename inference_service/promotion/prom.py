@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import httpx
+
 from inference_service.promotion.registry import PromotionError
 
 
@@ -21,19 +23,15 @@ class PromQLError(PromotionError):
 
 
 class Prometheus:
-    def __init__(self, url: str, timeout: float = 10.0, session=None):
-        import requests
-
+    def __init__(self, url: str, timeout: float = 10.0, session: httpx.Client | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or httpx.Client(timeout=timeout)
 
-    def _get(self, path: str, params: dict | None = None):
-        import requests
-
+    def _get(self, path: str, params: dict | None = None) -> httpx.Response:
         try:
             resp = self.session.get(f"{self.url}{path}", params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
+        except httpx.HTTPError as exc:
             raise PrometheusUnavailable(
                 f"Prometheus at {self.url} is not reachable ({type(exc).__name__}); "
                 "locally `task serve:up` starts it, in a cluster see platform/README.md"
