@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout = args.timeout_s or deadline + 120
         from kubernetes import client
 
-        from inference_service.promotion.targets import load_cluster_config
+        from inference_service.promotion.targets.kserve import load_cluster_config
 
         load_cluster_config()
         launcher = JobLauncher(client.BatchV1Api(), client.CoreV1Api(), namespace)
