@@ -22,7 +22,7 @@ import json
 import re
 
 # Probes must work without a token (kubelet, HAProxy's health checks, Prometheus, the tests).
-# inference_service.proxy.OPEN_PATHS is the same list for HAProxy.
+# inference_service.haproxy_config.OPEN_PATHS is the same list for HAProxy.
 _OPEN_PATHS = re.compile(
     r"^/(?:"
     r"|v2|v2/health/(?:live|ready)|metrics"  # server-level probes/metadata

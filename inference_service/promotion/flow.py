@@ -9,6 +9,7 @@ new version at 100 %, and a rollback touches neither the champion revision nor t
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from helper.processes import ServiceError
@@ -16,24 +17,19 @@ from helper.settings import Settings
 from inference_service.promotion import registry
 from inference_service.promotion.analysis import (
     ReplayLoad,
+    Verdict,
     run_steps,
     v2_body,
     validate_queries,
     wait_observed,
 )
-from inference_service.promotion.gates import (
-    Check,
-    check_metric,
-    check_registry,
-    check_signature,
-    check_smoke,
-)
+from inference_service.promotion.candidate import resolve_storage, run_gates
 from inference_service.promotion.lock import PromotionLock
 from inference_service.promotion.prom import Prometheus, PrometheusUnavailable
 from inference_service.promotion.registry import ModelRef, PromotionError
 from inference_service.promotion.report import PromotionReport, write_report
 from inference_service.promotion.spec import AnalysisSpec, load_spec
-from inference_service.promotion.targets import Target
+from inference_service.promotion.targets import Deployed, Target
 from inference_service.state import StateError
 
 # A Prometheus just started by `prepare()` replays its WAL and staggers first scrapes; on a
@@ -91,6 +87,17 @@ def promote(
         return report
 
 
+@dataclass
+class _Run:
+    """What every phase of one promotion works with."""
+
+    settings: Settings
+    target: Target
+    spec: AnalysisSpec
+    report: PromotionReport
+    client: object  # the MLflow client
+
+
 def _promote(
     settings: Settings,
     target: Target,
@@ -99,38 +106,64 @@ def _promote(
     gates_only: bool,
     spec: AnalysisSpec,
 ) -> None:
-    client = registry.client(settings)
+    """The phases in order; a phase that decides the outcome ends the promotion."""
+    run = _Run(settings, target, spec, report, registry.client(settings))
     current = target.deployed()
-    champ = registry.champion(client, ref.name, settings)
+    champ = registry.champion(run.client, ref.name, settings)
     report.champion_before = current.champion if current else None
     report.champion_after = report.champion_before
+    if _settled(run, ref, current, champ):
+        return
+    # Prometheus must answer and accept every query before anything else moves
+    prom = _preflight(run) if current is not None and not gates_only else None
+    ref = resolve_storage(run.client, ref, settings)
+    data = registry.held_out(settings)
+    if not _gates_pass(run, ref, champ, data, gates_only):
+        return
+    if current is None:
+        _first_deploy(run, ref)
+        return
+    revisions = _start_canary(run, ref, prom)
+    if revisions is None:
+        return
+    verdict = _analyse(run, prom, revisions, data)
+    if verdict is not None:
+        _decide(run, ref, verdict)
+
+
+def _settled(run: _Run, ref: ModelRef, current: Deployed | None, champ) -> bool:
+    """Nothing to do: the version already serves as champion, or was rolled back once."""
     if current and current.champion == ref.version:
         if champ is None or champ.version != ref.version:
-            registry.move_champion(client, ref)
-            report.notes.append(f"alias champion was on {champ and champ.version}: moved")
-        _finish(report, "noop", f"version {ref.version} is already the champion; nothing to do")
-        return
+            registry.move_champion(run.client, ref)
+            run.report.notes.append(f"alias champion was on {champ and champ.version}: moved")
+        _finish(run.report, "noop", f"version {ref.version} is already the champion; nothing to do")
+        return True
     if current and current.canary == ref.version and current.canary_percent == 0:
         _finish(
-            report,
+            run.report,
             "rolled_back",
             f"version {ref.version} was already rolled back; "
             "register a new version (nothing changed)",
         )
-        return
+        return True
+    return False
 
-    # 0. Prometheus must answer and accept every query before anything else moves -------
-    prom = None
-    if current is not None and not gates_only:
-        target.prepare()
-        prom = Prometheus(target.prometheus_url)
-        prom.ready()
-        validate_queries(spec, prom, settle_s=max(5 * target.scrape_interval_s, SETTLE_FLOOR_S))
 
-    # 1. gates -------------------------------------------------------------------------
-    ref = _resolve_storage(client, ref, settings)
-    features, x, y, n_classes = registry.held_out(settings)
-    report.gates = _gates(settings, target, client, ref, champ, (features, x, y, n_classes))
+def _preflight(run: _Run) -> Prometheus:
+    """The serving side up, Prometheus answering, every query of the spec accepted."""
+    target = run.target
+    target.prepare()
+    prom = Prometheus(target.prometheus_url)
+    prom.ready()
+    validate_queries(run.spec, prom, settle_s=max(5 * target.scrape_interval_s, SETTLE_FLOOR_S))
+    return prom
+
+
+def _gates_pass(run: _Run, ref: ModelRef, champ, data, gates_only: bool) -> bool:
+    """Every gate in order; False once the outcome is decided (a failure, or gates only)."""
+    report = run.report
+    report.gates = run_gates(run.settings, run.target, run.client, ref, champ, data)
     if champ is None:
         report.notes.append("no champion yet: comparative gates passed trivially")
     failed = [g for g in report.gates if not g.passed]
@@ -140,66 +173,80 @@ def _promote(
             "gates_failed",
             "stopped at the gates, nothing deployed: " + "; ".join(g.detail for g in failed),
         )
-        return
+        return False
     if gates_only:
-        target.discard_warm()
+        run.target.discard_warm()
         _finish(report, "gates_passed", "all gates passed; nothing deployed (gates only)")
-        return
+        return False
+    return True
 
-    # first model ever: straight to champion ---------------------------------------------
-    if current is None:
-        target.deploy_first(ref)
-        registry.move_champion(client, ref)
-        report.champion_after = ref.version
-        report.notes.append("first deployment: no champion to compare, deployed as champion")
-        _finish(report, "first_deploy", f"version {ref.version} deployed as the first champion")
-        return
 
-    # 2. canary at the first step ----------------------------------------------------------
-    report.canary_percent = spec.step_weight
+def _first_deploy(run: _Run, ref: ModelRef) -> None:
+    """First model ever: straight to champion, nothing to compare it with."""
+    run.target.deploy_first(ref)
+    registry.move_champion(run.client, ref)
+    run.report.champion_after = ref.version
+    run.report.notes.append("first deployment: no champion to compare, deployed as champion")
+    _finish(run.report, "first_deploy", f"version {ref.version} deployed as the first champion")
+
+
+def _start_canary(run: _Run, ref: ModelRef, prom: Prometheus) -> tuple[str, str] | None:
+    """The canary at the first step, seen by Prometheus; None once it was rolled back."""
+    report, target = run.report, run.target
+    report.canary_percent = run.spec.step_weight
+    timeout = run.settings.promote_ready_timeout_s
     try:
-        target.deploy_canary(ref, spec.step_weight, settings.promote_ready_timeout_s)
+        target.deploy_canary(ref, run.spec.step_weight, timeout)
         revisions = target.revisions()
-        wait_observed(prom, revisions[1], settings.promote_ready_timeout_s)
+        wait_observed(prom, revisions[1], timeout)
     except (ServiceError, PromotionError, StateError) as exc:
         _safe_rollback(target, report)
         _finish(report, "rolled_back", f"canary did not become ready: {exc}")
-        return
+        return None
     report.revisions = {"champion": revisions[0], "canary": revisions[1]}
+    return revisions
 
-    # 3. progressive analysis on Prometheus ---------------------------------------------
-    load = _load_step(settings, target, spec, features, x)
+
+def _analyse(run: _Run, prom: Prometheus, revisions: tuple[str, str], data) -> Verdict | None:
+    """The progressive analysis on Prometheus; None once an interruption rolled back."""
+    report = run.report
+    features, x = data[0], data[1]
+    load = _load_step(run.settings, run.target, run.spec, features, x)
     try:
         verdict = run_steps(
-            spec,
-            target,
+            run.spec,
+            run.target,
             prom,
             revisions,
             load=load,
             on_step=lambda step: report.steps.append(step.as_dict()),
         )
     except (PrometheusUnavailable, ServiceError, StateError) as exc:
-        _safe_rollback(target, report)
+        _safe_rollback(run.target, report)
         _finish(report, "rolled_back", f"analysis interrupted, canary rolled back: {exc}")
-        return
+        return None
     finally:
         if load is not None:
             report.load = dict(load.total)
     report.analysis = verdict.steps[-1].checks
+    return verdict
 
-    # 4. decision ------------------------------------------------------------------------
+
+def _decide(run: _Run, ref: ModelRef, verdict: Verdict) -> None:
+    """Pass at maxWeight: 100 % and the alias moved; otherwise roll back, champion untouched."""
+    report = run.report
     if verdict.decision != "promote":
         failed = "; ".join(c.detail for c in verdict.failed)
-        _safe_rollback(target, report)
+        _safe_rollback(run.target, report)
         _finish(
             report,
             "rolled_back",
             f"canary rolled back after {verdict.steps[-1].failed_checks} failed check(s) "
-            f"(threshold {spec.threshold}), champion untouched: {failed}",
+            f"(threshold {run.spec.threshold}), champion untouched: {failed}",
         )
         return
-    target.promote(ref)
-    registry.move_champion(client, ref)
+    run.target.promote(ref)
+    registry.move_champion(run.client, ref)
     report.champion_after = ref.version
     report.canary_percent = 100
     weights = " -> ".join(f"{s.weight} %" for s in verdict.steps)
@@ -235,72 +282,6 @@ def _safe_rollback(target: Target, report: PromotionReport) -> None:
     except (ServiceError, PromotionError) as exc:
         report.notes.append(f"rollback: {exc}")
     report.canary_percent = 0
-
-
-def _resolve_storage(client, ref: ModelRef, settings: Settings) -> ModelRef:
-    """A dispatch by version has no URI yet: ask the registry (as register.py does)."""
-    if ref.storage_uri or not registry.version_exists(client, ref.name, ref.version):
-        return ref
-    from ml_platform.artifacts import resolve_storage_uri
-
-    uri = resolve_storage_uri(
-        client.get_model_version_download_uri(ref.name, ref.version), settings.artifacts_destination
-    )
-    mv = client.get_model_version(ref.name, ref.version)
-    return ModelRef(ref.name, ref.version, uri, mv.run_id)
-
-
-def _gates(settings, target, client, ref, champ, data) -> list[Check]:
-    """Registry, signature, held-out metric, smoke load - in that order, stopping at the
-    first failure (later gates need what the earlier ones established)."""
-    from inference_service.model_loader import ModelLoadError, fetch_model
-
-    features, x, y, n_classes = data
-    checks = [
-        check_registry(
-            ref.name, ref.version, registry.version_exists(client, ref.name, ref.version)
-        )
-    ]
-    if not checks[-1].passed:
-        return checks
-    try:
-        cand_dir = fetch_model(ref.storage_uri, settings)
-        champ_dir = fetch_model(champ.storage_uri, settings) if champ else None
-    except ModelLoadError as exc:
-        return [*checks, Check("artifacts", False, str(exc))]
-    checks.append(
-        check_signature(
-            registry.signature_inputs(cand_dir),
-            registry.signature_inputs(champ_dir) if champ_dir else None,
-        )
-    )
-    if not checks[-1].passed:
-        return checks
-    metric = settings.metric
-    try:
-        cand_score = registry.score(cand_dir, features, x, y, n_classes)[metric.value]
-        champ_score = (
-            registry.score(champ_dir, features, x, y, n_classes)[metric.value]
-            if champ_dir
-            else None
-        )
-    except (ModelLoadError, PromotionError, ValueError) as exc:
-        return [*checks, Check("metric", False, f"cannot score on the held-out set: {exc}")]
-    checks.append(
-        check_metric(
-            metric.value,
-            metric.mode,
-            cand_score,
-            champ_score,
-            settings.min_metric,
-            settings.promote_max_regression,
-        )
-    )
-    if not checks[-1].passed:
-        return checks
-    ok, ms, detail = target.smoke(ref, v2_body(features, x[0]))
-    checks.append(check_smoke(ok, ms, settings.promote_smoke_budget_ms, detail))
-    return checks
 
 
 def rollback(settings: Settings, target: Target) -> PromotionReport:

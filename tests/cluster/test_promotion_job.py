@@ -140,7 +140,7 @@ def test_nothing_cluster_wide_is_granted(renders):
 
 
 def test_the_launcher_may_do_what_it_does(renders):
-    """The calls launch.py makes, against Role promotion-launcher's rules."""
+    """The calls the launcher (promotion/job.py) makes, against Role promotion-launcher's rules."""
     role = one(renders["serving"], "Role", "promotion-launcher")
     allowed = {
         (g, r, v)

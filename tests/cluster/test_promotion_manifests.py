@@ -10,7 +10,7 @@ import pytest
 from helper import validate
 from helper.settings import REPO_ROOT, load_settings
 from inference_service.promotion.registry import ModelRef
-from inference_service.promotion.targets import (
+from inference_service.promotion.targets.kserve import (
     canary_patch,
     deployed_from,
     first_deploy_patch,
@@ -143,7 +143,7 @@ def test_predictor_metrics_reach_the_cluster_prometheus(isvc):
     job = values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"][0]
     assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [isvc["metadata"]["namespace"]]
     assert job["honor_labels"] is True  # the predictor's own `revision` label wins
-    from inference_service.promotion.targets import CLUSTER_SCRAPE_INTERVAL_S
+    from inference_service.promotion.targets.kserve import CLUSTER_SCRAPE_INTERVAL_S
 
     assert job["scrape_interval"] == f"{CLUSTER_SCRAPE_INTERVAL_S:.0f}s"
     svc = f"{values['fullnameOverride']}-prometheus.monitoring.svc:9090"

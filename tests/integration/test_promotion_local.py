@@ -33,7 +33,7 @@ from helper.settings import REPO_ROOT, Settings, load_settings
 from inference_service.promotion import flow
 from inference_service.promotion.registry import CHAMPION_ALIAS, ModelRef, PromotionError
 from inference_service.promotion.spec import AnalysisSpecError
-from inference_service.promotion.targets import LocalTarget
+from inference_service.promotion.targets.local import LocalTarget
 from inference_service.state import load_state, state_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from helper.settings import load_settings
-from inference_service.promotion import targets
+from inference_service.promotion.targets import kserve
 
 
 def test_a_state_dir_that_cannot_be_created_is_named_with_the_setting(tmp_path):
@@ -62,7 +62,7 @@ def test_in_a_pod_the_service_account_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     _kubeconfig(tmp_path / "kubeconfig", "https://elsewhere.invalid:6443")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    assert targets.load_cluster_config(str(token), str(ca)) == "in-cluster"
+    assert kserve.load_cluster_config(str(token), str(ca)) == "in-cluster"
     conf = client.Configuration.get_default_copy()
     assert conf.host == "https://10.0.0.1:443"
     assert conf.api_key["BearerToken"].lower() == "bearer sa-token"
@@ -74,7 +74,7 @@ def test_outside_a_pod_the_kubeconfig_is_used(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     _kubeconfig(tmp_path / "kubeconfig", "https://laptop.invalid:6443")
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    assert targets.load_cluster_config(str(tmp_path / "no-token"), str(tmp_path / "no-ca")) == (
+    assert kserve.load_cluster_config(str(tmp_path / "no-token"), str(tmp_path / "no-ca")) == (
         "kubeconfig"
     )
     assert client.Configuration.get_default_copy().host == "https://laptop.invalid:6443"
@@ -82,8 +82,8 @@ def test_outside_a_pod_the_kubeconfig_is_used(tmp_path, monkeypatch):
 
 def test_the_kserve_target_loads_its_config_through_that_function(monkeypatch):
     seen = []
-    monkeypatch.setattr(targets, "load_cluster_config", lambda: seen.append(1) or "in-cluster")
-    target = targets.KServeTarget(load_settings())
+    monkeypatch.setattr(kserve, "load_cluster_config", lambda: seen.append(1) or "in-cluster")
+    target = kserve.KServeTarget(load_settings())
     assert target.api is not None and seen == [1]
 
 
@@ -102,4 +102,4 @@ def test_no_cluster_credentials_at_all_is_one_clear_error(tmp_path, monkeypatch)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with pytest.raises(ServiceError, match="no usable kubeconfig"):
-        targets.load_cluster_config(str(tmp_path / "no-token"), str(tmp_path / "no-ca"))
+        kserve.load_cluster_config(str(tmp_path / "no-token"), str(tmp_path / "no-ca"))

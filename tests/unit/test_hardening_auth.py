@@ -11,7 +11,7 @@ import pytest
 
 from helper.settings import load_settings
 from inference_service.auth import RequestGuard, bearer_error, is_open_path
-from inference_service.proxy import OPEN_PATHS
+from inference_service.haproxy_config import OPEN_PATHS
 
 TOKEN = secrets.token_urlsafe(16)  # generated per run: no credential literal in the repo
 
@@ -105,7 +105,7 @@ def test_only_probe_routes_are_open(path, open_):
     assert is_open_path(path) is open_
     status = call(RequestGuard(_echo_app, token=TOKEN), path)[0]
     assert (status == 200) is open_
-    # HAProxy's ACL (inference_service.proxy.OPEN_PATHS, PCRE) opens exactly the same routes
+    # HAProxy's ACL (haproxy_config.OPEN_PATHS, PCRE) opens exactly the same routes
     assert bool(re.match(OPEN_PATHS, path)) is open_
 
 

@@ -1,4 +1,4 @@
-"""The in-cluster promotion launcher (inference_service/promotion/launch.py) against a fake
+"""The in-cluster promotion launcher (inference_service/promotion/launch.py, job.py) against a fake
 Kubernetes API: the fake keeps Jobs, pods, ConfigMaps and a pod log the way the API server
 and the Job controller would (409 on a duplicate name, 404 when gone, a pod that moves from
 creating to running to terminated as time passes). The launcher under test is real."""
@@ -14,7 +14,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from inference_service.promotion import launch
-from inference_service.promotion.launch import JobLauncher, LaunchError
+from inference_service.promotion.job import (
+    CANDIDATE_CONFIGMAP,
+    CANDIDATE_KEY,
+    JobLauncher,
+    LaunchError,
+    Outcome,
+)
 
 NS = "ml-platform"
 CANDIDATE = "MODEL_NAME=iris-classifier\nMODEL_VERSION=7\nSTORAGE_URI=s3://b/7\n"
@@ -191,8 +197,8 @@ def test_an_unknown_exit_code_is_an_error_naming_it():
 def test_the_candidate_configmap_is_owned_by_the_job_it_was_made_for():
     fake = FakeKube()
     launcher(fake).run(job_manifest(), CANDIDATE, timeout_s=600)
-    cm = fake.configmaps[launch.CANDIDATE_CONFIGMAP]
-    assert cm["data"] == {launch.CANDIDATE_KEY: CANDIDATE}
+    cm = fake.configmaps[CANDIDATE_CONFIGMAP]
+    assert cm["data"] == {CANDIDATE_KEY: CANDIDATE}
     (owner,) = cm["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["uid"]) == ("Job", fake.jobs["promotion"].metadata.uid)
 
@@ -200,11 +206,11 @@ def test_the_candidate_configmap_is_owned_by_the_job_it_was_made_for():
 def test_a_running_promotion_is_left_alone_and_exits_locked():
     fake = FakeKube()
     fake.add_job("promotion", finished=False)
-    fake.configmaps[launch.CANDIDATE_CONFIGMAP] = {"data": {"x": "the running one's"}}
+    fake.configmaps[CANDIDATE_CONFIGMAP] = {"data": {"x": "the running one's"}}
     with pytest.raises(LaunchError) as err:
         launcher(fake).run(job_manifest(), CANDIDATE, timeout_s=600)
     assert err.value.code == 4 and "active" in str(err.value)
-    assert fake.configmaps[launch.CANDIDATE_CONFIGMAP] == {"data": {"x": "the running one's"}}
+    assert fake.configmaps[CANDIDATE_CONFIGMAP] == {"data": {"x": "the running one's"}}
     assert "promotion" not in fake.deleting and fake.bodies == {}
 
 
@@ -281,9 +287,9 @@ def test_a_candidate_of_another_model_than_the_jobs_inference_service_is_refused
 
 
 def test_summary_is_the_promotions_report_or_the_log_tail(tmp_path):
-    text = launch.summary_markdown(launch.Outcome(3, "noise\n" + REPORT), "promotion")
+    text = launch.summary_markdown(Outcome(3, "noise\n" + REPORT), "promotion")
     assert text == REPORT
-    fallback = launch.summary_markdown(launch.Outcome(1, "Traceback\nboom\n", "x"), "promotion")
+    fallback = launch.summary_markdown(Outcome(1, "Traceback\nboom\n", "x"), "promotion")
     assert "exit 1" in fallback and "boom" in fallback
     path = tmp_path / "summary.md"
     launch.write_summary(text, str(path))

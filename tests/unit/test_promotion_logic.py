@@ -26,7 +26,7 @@ from inference_service.promotion.spec import (
     metric_names,
     parse_spec,
 )
-from inference_service.promotion.targets import (
+from inference_service.promotion.targets.kserve import (
     KServeTarget,
     merge_patch,
     ready_at,
@@ -428,6 +428,35 @@ def test_kserve_target_reports_nothing_deployed_and_times_out():
     assert not ready_at(never, 10)
     with pytest.raises(PromotionError, match="previous \\+ latest revision"):
         traffic_revisions({"status": {"url": "http://x"}})
+
+
+def test_kserve_target_waits_a_bounded_time_and_does_not_retry_api_errors():
+    from kubernetes.client.exceptions import ApiException
+
+    from helper.processes import ServiceError
+
+    api = FakeCustomObjects(BASE)
+    reads = []
+    target = KServeTarget(load_settings(), api=api, poll_s=0.01)
+    with pytest.raises(ServiceError, match="iris-classifier not ready in 0s"):
+        target._wait(lambda isvc: reads.append(1) and False, timeout_s=0.05)
+    assert len(reads) >= 2  # polled until the deadline, then gave up
+    assert target._wait(lambda isvc: True, timeout_s=0.05) is BASE
+    gone = KServeTarget(load_settings(), api=FakeCustomObjects(None), poll_s=0.01)
+    with pytest.raises(ApiException):  # a 404 while waiting is an answer, not "not yet"
+        gone._wait(lambda isvc: True, timeout_s=5)
+
+
+def test_the_local_smoke_request_reports_a_refused_connection_as_a_failed_gate():
+    import socket
+
+    from inference_service.promotion.targets.local import _timed_post
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ok, ms, detail = _timed_post(f"http://127.0.0.1:{port}/v2/models/m/infer", {}, 2.0)
+    assert not ok and ms >= 0 and detail
 
 
 # --- CLI ---------------------------------------------------------------------------------------

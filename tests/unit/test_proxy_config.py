@@ -13,7 +13,8 @@ import yaml
 
 from helper.settings import load_settings
 from inference_service import prometheus_local
-from inference_service.proxy import Proxy, render_config, render_roles, roles, weights
+from inference_service.haproxy_config import render_config, render_roles, roles, weights
+from inference_service.proxy import Proxy
 from inference_service.state import Revision, ServingState
 
 PORTS = (18091, 18092)
