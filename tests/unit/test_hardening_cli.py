@@ -174,7 +174,7 @@ class _Sessions:
 
 @pytest.mark.parametrize("status", ["FAILED", "KILLED", "RUNNING"])
 def test_register_refuses_when_the_newest_session_is_not_finished(status):
-    from ml_platform.register import RegistryRefusal, latest_session
+    from ml_platform.selection import RegistryRefusal, latest_session
 
     client = _Sessions(_Run("new", status), _Run("old", "FINISHED"))
     with pytest.raises(RegistryRefusal, match=f"session new is {status}, not FINISHED"):
@@ -182,7 +182,7 @@ def test_register_refuses_when_the_newest_session_is_not_finished(status):
 
 
 def test_register_uses_the_newest_session_when_it_finished():
-    from ml_platform.register import latest_session
+    from ml_platform.selection import latest_session
 
     client = _Sessions(_Run("new", "FINISHED"), _Run("old", "FAILED"))
     assert latest_session(client, "1").info.run_id == "new"

@@ -11,7 +11,7 @@ from helper.best_run import ENV_KEYS, format_env
 from helper.best_run import write_best_run as write_env_file
 from helper.settings import Metric
 from ml_platform.artifacts import resolve_storage_uri
-from ml_platform.register import (
+from ml_platform.selection import (
     Candidate,
     RegistryRefusal,
     check_gate,
