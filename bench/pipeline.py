@@ -55,13 +55,13 @@ def pipeline_env(work: Path) -> dict[str, str]:
     }
 
 
-def run(ctx: BenchContext) -> dict:
-    tasks = SMOKE if ctx.smoke else FULL
-    env = pipeline_env(ctx.work_dir / "pipeline")
+def _measure_pipeline(ctx: BenchContext, tasks: list[str], work: Path):
+    """Run the tasks and the teardown on a private stack, tagged; the committed
+    `.env.best_run` (which `ml:register` rewrites) is restored whatever happens."""
+    env = pipeline_env(work)
     best_run = ctx.settings.best_run_file
     saved = best_run.read_bytes() if best_run.is_file() else None
     tag = new_tag()
-    work = ctx.work_dir / "pipeline"
     try:
         run_ = run_measured(
             [str(REPO_ROOT / "task"), *tasks], log=work / "pipeline.log", env=env,
@@ -78,6 +78,13 @@ def run(ctx: BenchContext) -> dict:
             best_run.write_bytes(saved)
         elif best_run.exists() and not ctx.smoke:
             best_run.unlink()
+    return run_, leftovers
+
+
+def run(ctx: BenchContext) -> dict:
+    tasks = SMOKE if ctx.smoke else FULL
+    work = ctx.work_dir / "pipeline"
+    run_, leftovers = _measure_pipeline(ctx, tasks, work)
     ctx.log(
         f"  pipeline {' '.join(tasks)}: rc {run_.returncode}, {run_.wall_s:.1f} s, peak "
         f"{run_.peak_rss_bytes / 2**30:.2f} GiB over {run_.peak_processes} processes"

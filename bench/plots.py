@@ -14,13 +14,25 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _measured(serving: dict) -> tuple[dict, list[str]]:
+    """The serving configurations that measured any case, and the case names in order."""
+    configs = {k: v for k, v in serving.get("configs", {}).items() if v.get("cases")}
+    return configs, [c["name"] for c in serving.get("cases", [])]
+
+
 def serving_latency(serving: dict, path: Path) -> Path | None:
     """Latency percentile curves, one panel per case, one line per configuration."""
-    configs = {k: v for k, v in serving.get("configs", {}).items() if v.get("cases")}
+    configs, cases = _measured(serving)
     if not configs:
         return None
     plt = _plt()
-    cases = [c["name"] for c in serving["cases"]]
     fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.6), squeeze=False)
     for ax, case in zip(axes[0], cases, strict=True):
         for cfg, res in configs.items():
@@ -35,18 +47,14 @@ def serving_latency(serving: dict, path: Path) -> Path | None:
     axes[0][0].set_ylabel("latency (ms, log)")
     axes[0][0].legend()
     fig.suptitle(f"serving latency distribution ({serving.get('generator')})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def serving_throughput(serving: dict, path: Path) -> Path | None:
-    configs = {k: v for k, v in serving.get("configs", {}).items() if v.get("cases")}
+    configs, cases = _measured(serving)
     if not configs:
         return None
     plt = _plt()
-    cases = [c["name"] for c in serving["cases"]]
     width = 0.8 / len(configs)
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, (cfg, res) in enumerate(configs.items()):
@@ -59,10 +67,7 @@ def serving_throughput(serving: dict, path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.legend()
     ax.set_title("serving throughput per configuration")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def etl_scaling(etl: dict, path: Path) -> Path | None:
@@ -89,10 +94,7 @@ def etl_scaling(etl: dict, path: Path) -> Path | None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("ETL scaling: Spark job vs single-process pyarrow")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def tuning_curves(tuning: dict, path: Path) -> Path | None:
@@ -111,10 +113,7 @@ def tuning_curves(tuning: dict, path: Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"tuning on {tuning.get('dataset', 'digits')}: best-so-far")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def make_all(doc: dict, out_dir: Path) -> list[str]:

@@ -159,6 +159,9 @@ class _Tuning(_Etl):
     tune_time_budget_s: float = Field(120.0, gt=0)
     tune_cpus: int = Field(2, ge=1)
     tune_max_rounds: int = Field(60, ge=1)
+    # a local Ray's trial actors use its prestarted, preloaded workers (ml_platform.ray_session);
+    # false keeps Ray Tune's defaults (for comparison, or if a Ray upgrade misbehaves)
+    tune_fast_start: bool = Field(True, description="trial actors on preloaded idle workers")
     # (added by the tuning engineer) set inside a RayJob/Ray cluster: connect instead of
     # starting a private local Ray; KubeRay exports RAY_ADDRESS to the job's entrypoint
     ray_address: str | None = Field(

@@ -7,6 +7,8 @@ can stop it early, and logs the fitted model with an explicit signature, input e
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 
 from ml_platform.train import train_model
@@ -66,7 +68,9 @@ def run_trial(
 
     The last round is reported only after the run is complete, because ASHA stops a trial
     that reaches `max_t` and stopping ends this function at its next `tune.report`.
+    Every report carries `started_at` (unix s): the session's time to first trial reads it.
     """
+    started_at = time.time()
     from mlflow.tracking import MlflowClient
     from ray import tune
 
@@ -88,7 +92,7 @@ def run_trial(
 
         def report(round_no: int, metrics: dict[str, float]) -> None:
             if should_report(round_no, max_rounds):
-                tune.report({**metrics, "round": round_no})
+                tune.report({**metrics, "round": round_no, "started_at": started_at})
 
         result = train_model(
             config, fit, val, features, n_classes, max_rounds, seed=seed, on_round=report
@@ -103,7 +107,7 @@ def run_trial(
     except Exception:
         client.set_terminated(run_id, "FAILED")
         raise
-    tune.report({**result.metrics, "round": max_rounds})
+    tune.report({**result.metrics, "round": max_rounds, "started_at": started_at})
 
 
 def _log_model(tracking_uri: str, run_id: str, model, features_frame: pd.DataFrame) -> str:

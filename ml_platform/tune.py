@@ -29,6 +29,7 @@ from ml_platform.results import (
     TuneSummary,
     best_so_far,
     close_stopped_trials,
+    first_trial_start_s,
     pick_best_trial,
     trials_frame,
 )
@@ -63,22 +64,28 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
     from mlflow.tracking import MlflowClient
 
     wall_started = time.perf_counter()
-    with ray_session(budget.cpus, settings.ray_address) as ray_start_s:
+    with ray_session(
+        budget.cpus, settings.ray_address, fast_start=settings.tune_fast_start
+    ) as ray_start_s:
         data = load_lake(settings)
         fit, val = split_validation(data.train, seed=settings.seed)
         client = MlflowClient(settings.tracking_uri)
         experiment_id = tracking.ensure_experiment(client, settings.experiment_name)
         parent_id = _open_parent(client, experiment_id, settings, budget, data, fit, val)
-        status, tune_s = "FAILED", 0.0
+        status, tune_s, first_trial_s = "FAILED", 0.0, None
         try:
             tune_started = time.perf_counter()
+            started_unix = time.time()
             grid = _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id)
             tune_s = time.perf_counter() - tune_started
+            first_trial_s = first_trial_start_s(grid, started_unix)
             trials, best = _collect_trials(client, settings, experiment_id, parent_id, grid)
             status = "FINISHED"
         finally:
             wall_s = time.perf_counter() - wall_started
             timings = {"ray_start_s": ray_start_s, "tune_s": tune_s, "wall_s": wall_s}
+            if first_trial_s is not None:
+                timings["first_trial_start_s"] = first_trial_s
             _close_parent(client, parent_id, status, timings)
     return TuneSummary(
         parent_run_id=parent_id,
@@ -90,6 +97,7 @@ def run_tuning(settings: Settings, budget: TuneBudget) -> TuneSummary:
         ray_start_s=ray_start_s,
         tune_s=tune_s,
         wall_s=wall_s,
+        first_trial_s=first_trial_s,
     )
 
 

@@ -377,11 +377,11 @@ def test_stack_values_of_each_overlay_are_its_stacks(rendered):
 def test_every_object_claimed_by_a_task_is_made_there():
     """TASK_OBJECTS' claims hold: the promotion's ServiceAccount is in what `serve:deploy`
     applies (every serving overlay), its candidate ConfigMap is the one the launcher creates."""
-    from inference_service.promotion import launch
+    from inference_service.promotion import job
 
     assert set(consistency.TASK_OBJECTS.values()) <= _tasks()
     claims = dict(consistency.TASK_OBJECTS)
-    assert claims.pop(("ConfigMap", launch.CANDIDATE_CONFIGMAP)) == "serve:promote:cluster"
+    assert claims.pop(("ConfigMap", job.CANDIDATE_CONFIGMAP)) == "serve:promote:cluster"
     assert claims.pop(("ServiceAccount", "promotion")) == "serve:deploy"
     for env in ("dev", "prod"):
         objs = validate.render(REPO_ROOT / "inference_service/k8s/overlays" / env)

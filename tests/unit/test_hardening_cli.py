@@ -24,7 +24,7 @@ CASES = {
     "tune-negative-num-samples": (
         ["ml_platform.tune", "--num-samples", "-1"],
         {},
-        "invalid setting num_samples: must be >= 1, got -1",
+        "invalid setting num_samples: Input should be greater than or equal to 1, got -1",
     ),
     "tune-negative-budget-setting": (
         ["ml_platform.tune"],

@@ -184,3 +184,25 @@ def test_load_lake_reads_latest_or_a_named_version(tmp_path):
     assert pinned.features == FEATURES
     with pytest.raises(ValueError, match="lake_version"):
         load_lake(settings, version="20000101T000000000000Z-abcdef")
+
+
+def test_first_trial_start_is_the_earliest_started_at_after_fit():
+    """Trials report `started_at`; errored trials (no metrics) and old reports are ignored."""
+    from types import SimpleNamespace
+
+    from ml_platform.results import first_trial_start_s
+
+    grid = [
+        SimpleNamespace(metrics={"started_at": 1012.5, "accuracy": 0.9}),
+        SimpleNamespace(metrics={"started_at": 1003.25}),
+        SimpleNamespace(metrics=None),
+    ]
+    assert first_trial_start_s(grid, 1000.0) == 3.25
+    assert first_trial_start_s([SimpleNamespace(metrics={})], 1000.0) is None
+
+
+def test_fast_start_is_a_setting_on_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLP_TUNE_FAST_START", raising=False)
+    assert load_settings(state_dir=tmp_path).tune_fast_start is True
+    monkeypatch.setenv("MLP_TUNE_FAST_START", "false")
+    assert load_settings(state_dir=tmp_path).tune_fast_start is False
