@@ -117,7 +117,10 @@ def _environ(defaults: dict[str, str]) -> Iterator[None]:
 
 
 def _init_local(ray, cpus: int, attempts: int) -> None:
-    for attempt in range(1, attempts + 1):
+    """`ray.init` for a private node; only a start-up timeout is retried (after clean-up)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+    def start() -> None:
         try:
             ray.init(
                 num_cpus=cpus,
@@ -128,13 +131,20 @@ def _init_local(ray, cpus: int, attempts: int) -> None:
                 logging_level="WARNING",
                 log_to_driver=True,
             )
-            return
-        except Exception as exc:  # Ray raises a bare Exception for a node start timeout
+        except Exception:  # Ray raises a bare Exception for a node start timeout
             ray.shutdown()
             _reap_failed_ray_start()
-            if attempt == attempts or "timed out during startup" not in str(exc):
-                raise
-            print(f"ray start attempt {attempt} timed out; retrying", file=sys.stderr)
+            raise
+
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        retry=retry_if_exception(lambda exc: "timed out during startup" in str(exc)),
+        before_sleep=lambda state: print(
+            f"ray start attempt {state.attempt_number} timed out; retrying", file=sys.stderr
+        ),
+        reraise=True,
+    )
+    retrying(start)
 
 
 @contextlib.contextmanager

@@ -212,12 +212,12 @@ def _fit_tuner(settings, budget, data, fit, val, experiment_id, parent_id):
 
 def preflight(settings: Settings, need_lake: bool = True) -> list[str]:
     """Problems that would make a session fail late (after Ray's slow start), found early."""
-    import requests
+    import httpx
 
     problems = [p for p in (settings.state_dir_problem(),) if p]  # Tune's storage_path
     try:
-        requests.get(f"{settings.tracking_uri}/health", timeout=5).raise_for_status()
-    except requests.RequestException as exc:
+        httpx.get(f"{settings.tracking_uri}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
         problems.append(
             f"tracking_uri: MLflow at {settings.tracking_uri} does not answer "
             f"({exc.__class__.__name__}); run `task local:up`"

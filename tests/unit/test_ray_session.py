@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from ml_platform import ray_session
 
 
@@ -50,3 +52,37 @@ def test_tune_actor_class_cache_still_has_the_method_the_fast_start_wraps():
 
     assert callable(getattr(class_cache._ActorClassCache, "get", None))
     assert class_cache.DEFAULT_ENV_VARS == ray_session.TUNE_ACTOR_ENV
+
+
+class _FlakyRay:
+    """`ray.init` that raises the given errors in turn, then succeeds."""
+
+    def __init__(self, *errors: Exception):
+        self.errors, self.inits, self.shutdowns = list(errors), 0, 0
+
+    def init(self, **_kwargs):
+        self.inits += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_only_a_start_up_timeout_is_retried_after_clean_up():
+    from ml_platform.ray_session import _init_local
+
+    timeout = Exception("The current node timed out during startup.")
+    ray = _FlakyRay(timeout, timeout)
+    _init_local(ray, cpus=1, attempts=3)
+    assert (ray.inits, ray.shutdowns) == (3, 2)
+
+    ray = _FlakyRay(timeout, timeout)
+    with pytest.raises(Exception, match="timed out during startup"):
+        _init_local(ray, cpus=1, attempts=2)
+    assert ray.inits == 2
+
+    ray = _FlakyRay(ValueError("bad argument"))
+    with pytest.raises(ValueError, match="bad argument"):
+        _init_local(ray, cpus=1, attempts=3)
+    assert (ray.inits, ray.shutdowns) == (1, 1)
