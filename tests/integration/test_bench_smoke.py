@@ -115,7 +115,7 @@ def test_pipeline_smoke_started_and_stopped_a_stack(smoke_run):
 
 def test_goals_markdown_and_plots(smoke_run):
     doc, out, _ = smoke_run
-    assert len(doc["goals"]) == 7
+    assert len(doc["goals"]) == 8  # serving x3, ETL x2, tuning, first trial, pipeline
     assert all(g["met"] in (True, False, None) and g["measured"] for g in doc["goals"])
     by_goal = {g["goal"]: g for g in doc["goals"]}
     assert by_goal["serving single-row c=1 vs MLServer"]["met"] is None  # MLServer skipped
