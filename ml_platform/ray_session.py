@@ -2,7 +2,7 @@
 
 Inside a RayJob, Ray is KubeRay's: `start_ray(address=...)` only connects. Locally, a
 private Ray is started with a small fixed resource set, and three things make its first
-trial start in ~2 s instead of ~10 s (measured in bench/README.md, "tuning"):
+trial start ~4-6 s after `Tuner.fit` instead of ~11 s (bench/README.md, "Tuning"):
 
 - Ray starts one idle worker per CPU when the driver connects; only those workers can host
   an actor at once, every other actor waits for a fresh process (~3-6 s of interpreter
@@ -15,6 +15,10 @@ trial start in ~2 s instead of ~10 s (measured in bench/README.md, "tuning"):
   data and builds the Tuner (`RAY_preload_python_modules`), not after the trial starts.
 - Ray stops idle workers after 10 s; the driver's own start-up can take longer on a busy
   machine, so they are kept for the session (`RAY_idle_worker_killing_time_threshold_ms`).
+
+The workers' imports take as long as the driver's (Ray Tune, XGBoost with scikit-learn,
+MLflow: ~7 s on one core here), so the caller starts Ray before it imports them itself
+(`ml_platform.tune.run_tuning`) and both import at the same time.
 
 The last two are Ray settings the raylet reads from its environment when it starts: they
 are set around `ray.init`, and only when this process starts Ray itself.
@@ -96,11 +100,11 @@ def start_ray(
         return time.perf_counter() - started
     global _SHARE_PRESTARTED
     _SHARE_PRESTARTED = fast_start
-    if fast_start:
-        _trial_actors_share_prestarted_workers()
     # the raylet (and every worker it starts) copies this environment when it starts
     with _environ(local_ray_env(preload) if fast_start else {}):
         _init_local(ray, cpus, attempts)
+    if fast_start:  # imports Ray Tune (seconds): after ray.init, while the workers warm up
+        _trial_actors_share_prestarted_workers()
     return time.perf_counter() - started
 
 

@@ -29,6 +29,7 @@ class TuneSummary:
     tune_s: float
     wall_s: float
     first_trial_s: float | None = None
+    first_trial_from_launch_s: float | None = None
 
     def as_text(self) -> str:
         best = self.best
@@ -42,10 +43,14 @@ class TuneSummary:
                 f"(trial {best.get('trial_id', '-')}, run {best.get('run_id', '-')})",
                 f"ray start      {self.ray_start_s:.1f} s",
                 f"tuning         {self.tune_s:.1f} s (first trial started at "
-                f"{_seconds(self.first_trial_s)})",
+                f"{_seconds(self.first_trial_s)}{self._since_launch()})",
                 f"wall time      {self.wall_s:.1f} s",
             ]
         )
+
+    def _since_launch(self) -> str:
+        s = self.first_trial_from_launch_s
+        return "" if s is None else f", {s:.1f} s after the command started"
 
 
 def _seconds(value: float | None) -> str:

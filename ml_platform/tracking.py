@@ -11,10 +11,10 @@ import importlib.metadata
 import os
 import time
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Metric as MlflowMetric
-from mlflow.entities import Param
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow is imported where it is used: the tuning CLI starts Ray first
+    from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
 SESSION_TAG = "session"
@@ -81,6 +81,8 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, object]) -> None:
+    from mlflow.entities import Param
+
     client.log_batch(run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
 
 
@@ -88,6 +90,8 @@ def log_metrics(
     client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0
 ) -> None:
     """One HTTP call for many metrics; per-call latency dominates on small models."""
+    from mlflow.entities import Metric as MlflowMetric
+
     ts = _now_ms()
     client.log_batch(
         run_id, metrics=[MlflowMetric(k, float(v), ts, step) for k, v in metrics.items()]
@@ -96,6 +100,8 @@ def log_metrics(
 
 def log_history(client: MlflowClient, run_id: str, history: list[dict[str, float]]) -> None:
     """Per-round curve as stepped metrics, in batches under the server's 1000-entry limit."""
+    from mlflow.entities import Metric as MlflowMetric
+
     ts = _now_ms()
     entries = [
         MlflowMetric(key, float(value), ts, int(row["round"]))

@@ -191,7 +191,7 @@ def test_register_uses_the_newest_session_when_it_finished():
 def test_a_session_with_an_errored_trial_fails_naming_the_count():
     from types import SimpleNamespace
 
-    from ml_platform.tune import TuningFailed, _raise_on_trial_errors
+    from ml_platform.tune_session import TuningFailed, _raise_on_trial_errors
 
     grid = [
         SimpleNamespace(error=None),
@@ -212,7 +212,7 @@ class _DeadClient:
 
 
 def test_closing_a_failed_session_on_a_dead_server_warns_and_keeps_the_real_error(capsys):
-    from ml_platform.tune import _close_parent
+    from ml_platform.tune_session import _close_parent
 
     _close_parent(_DeadClient(), "p1", "FAILED", {"wall_s": 1.0})
     assert "could not mark parent run p1 FAILED (ConnectionError)" in capsys.readouterr().err

@@ -86,3 +86,20 @@ def test_only_a_start_up_timeout_is_retried_after_clean_up():
     with pytest.raises(ValueError, match="bad argument"):
         _init_local(ray, cpus=1, attempts=3)
     assert (ray.inits, ray.shutdowns) == (1, 1)
+
+
+def test_the_tuning_cli_imports_nothing_heavy_before_ray_starts():
+    # `python -m ml_platform.tune` starts Ray before MLflow/XGBoost/pandas/Ray Tune are
+    # imported (ml_platform.tune_session), so that Ray's workers import them meanwhile; a
+    # module-level import of any of them in the CLI's chain would serialise the two again
+    import subprocess
+    import sys
+
+    heavy = ("mlflow", "xgboost", "pandas", "sklearn", "ray", "optuna")
+    probe = (
+        f"import sys, ml_platform.tune; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == ""

@@ -10,8 +10,9 @@ from sklearn.metrics import accuracy_score, log_loss, recall_score
 
 from helper.settings import load_settings
 from ml_platform.data import split_validation
+from ml_platform.results import best_so_far, pick_best_trial
 from ml_platform.train import class_probabilities, compute_metrics, train_model
-from ml_platform.tune import TuneBudget, best_so_far, budget_from_settings, pick_best_trial
+from ml_platform.tune import TuneBudget, budget_from_settings
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
