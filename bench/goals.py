@@ -143,20 +143,30 @@ def tuning_speed(parts: dict) -> Goal:
 
 
 def first_trial(parts: dict) -> Goal:
-    """Tune's first trial start, measured from the Tuner's start, in two fresh sessions of
-    one run: Ray/Tune defaults vs ml_platform.ray_session's fast start."""
+    """Tune's first trial start in fresh processes of one run: `ml:tune`'s order (Ray before
+    the session's imports) with ml_platform.ray_session's fast start vs a plain Ray Tune
+    script. Judged from `Tuner.fit` (the issue's figure); from the process's start shown too."""
     goal, target = "time to the first trial's start (fast start vs Ray defaults)", "<= 1/2"
     ab = parts.get("tuning", {}).get("first_trial")
     if not ab or not ab.get("ratio"):
         return _missing(goal, target, "not measured")
-    fast, base = ab["fast_start"]["first_trial_start_s"], ab["ray_defaults"]["first_trial_start_s"]
+    fast, base = ab["fast_start"], ab["ray_defaults"]
+    launch = ab.get("ratio_from_launch")
     return {
         "goal": goal,
         "target": target,
-        "measured": f"{fast:.1f} vs {base:.1f} s ({ab['ratio']:.1f}x faster)",
+        "measured": f"{fast['first_trial_start_s']:.1f} vs {base['first_trial_start_s']:.1f} s "
+        f"after Tuner.fit ({ab['ratio']:.1f}x faster); "
+        f"{_s(fast.get('first_trial_from_launch_s'))} vs "
+        f"{_s(base.get('first_trial_from_launch_s'))} after the process started "
+        f"({'-' if launch is None else f'{launch:.1f}x'})",
         "met": ab["ratio"] >= 2.0,
         "ratio": ab["ratio"],
     }
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def pipeline_cold(parts: dict) -> Goal:
