@@ -79,9 +79,10 @@ def findings(text: str) -> list[str]:
 def bytecode_findings(text: str) -> list[str]:
     """Installs that leave no bytecode: uv without --compile-bytecode (or UV_COMPILE_BYTECODE=1),
     pip with --no-compile. At run time the image's root is read-only."""
-    uv_env = re.search(r"\bUV_COMPILE_BYTECODE=(1|true)\b", text, re.I) is not None
+    lines = _lines(text)  # a commented-out setting does not count
+    uv_env = any(re.search(r"\bUV_COMPILE_BYTECODE=(1|true)\b", ln, re.I) for ln in lines)
     problems = []
-    for line in _lines(text):
+    for line in lines:
         if _UV_INSTALL.search(line) and "--compile-bytecode" not in line and not uv_env:
             problems.append("uv installs without --compile-bytecode: no bytecode in the image")
         if re.search(r"\bpip\s+install\b.*--no-compile", line):

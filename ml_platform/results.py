@@ -57,11 +57,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
-def first_trial_start_s(grid, fit_started_unix: float) -> float | None:
-    """Seconds from `Tuner.fit` to the first trial function's start (its `started_at`
-    report): Tune's start-up cost, the figure `MLP_TUNE_FAST_START` exists to shrink."""
+def first_trial_start_s(grid, since_unix: float) -> float | None:
+    """Seconds from `since_unix` to the first trial function's start (its `started_at`
+    report). From `Tuner.fit`: Tune's start-up cost, what `MLP_TUNE_FAST_START` shrinks;
+    from the process's start: what a person running `ml:tune` waits."""
     starts = [r.metrics["started_at"] for r in grid if (r.metrics or {}).get("started_at")]
-    return round(min(starts) - fit_started_unix, 3) if starts else None
+    return round(min(starts) - since_unix, 3) if starts else None
 
 
 def best_so_far(trials: pd.DataFrame, metric: str, mode: str) -> pd.Series:
