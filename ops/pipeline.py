@@ -6,6 +6,10 @@ flags stay in one place; this runner only captures its output into
 failing stage prints the tail of its log and stops the run (a rolled-back or stopped
 promotion is reported, not fatal: the champion keeps serving). `--verbose` (VERBOSE=1)
 also streams every line to the terminal.
+
+Stages that need nothing of each other run side by side: the local ETL reads a local raw file
+and writes a local lake, so it runs while the stack starts (MLflow's first start spends ~8 s
+migrating a new SQLite registry). Tuning waits for both.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +62,16 @@ def _task() -> str:
     return found
 
 
-def stages(smoke: bool) -> list[Stage]:
+Step = Stage | tuple[Stage, ...]  # a tuple's stages run side by side
+
+
+def stages(smoke: bool) -> list[Step]:
     task, py = _task(), [sys.executable, "-m"]
     return [
-        Stage("local:up", [task, "local:up"], figures.stack_figure),
-        Stage("data:etl", [task, "data:etl"], figures.etl_figure),
+        (
+            Stage("local:up", [task, "local:up"], figures.stack_figure),
+            Stage("data:etl", [task, "data:etl"], figures.etl_figure),
+        ),
         Stage(
             "ml:tune",
             [task, "ml:tune", *(["SMOKE=1"] if smoke else [])],
@@ -125,18 +135,35 @@ def failure_lines(o: Outcome) -> list[str]:
     ]
 
 
-def run_pipeline(settings: Settings, plan: list[Stage], verbose: bool = False) -> int:
+def run_step(step: tuple[Stage, ...], settings: Settings, verbose: bool) -> list[Outcome]:
+    """Run the step's stages side by side, print each line as its stage ends, and return the
+    outcomes in plan order (a failure in one never cuts the others short: each keeps its log)."""
+    if len(step) == 1:
+        outcomes = [run_stage(step[0], settings, verbose)]
+        print(stage_line(outcomes[0]), flush=True)
+        return outcomes
+    with ThreadPoolExecutor(max_workers=len(step)) as pool:
+        futures = {pool.submit(run_stage, stage, settings, verbose): stage for stage in step}
+        for future in as_completed(futures):
+            print(stage_line(future.result()), flush=True)
+    done = {futures[f].name: f.result() for f in futures}
+    return [done[stage.name] for stage in step]
+
+
+def run_pipeline(settings: Settings, plan: Sequence[Step], verbose: bool = False) -> int:
     from ops.summary import summary_lines
 
+    steps = [step if isinstance(step, tuple) else (step,) for step in plan]
     logs = settings.log_dir / "pipeline"
-    print(f"pipeline: {len(plan)} stages, logs in {logs}/ (VERBOSE=1 prints everything)")
+    count = sum(map(len, steps))
+    print(f"pipeline: {count} stages, logs in {logs}/ (VERBOSE=1 prints everything)")
     t0 = time.perf_counter()
-    for stage in plan:
-        outcome = run_stage(stage, settings, verbose)
-        print(stage_line(outcome), flush=True)
-        if not outcome.ok and stage.fatal:
+    for step in steps:
+        failed = [o for o in run_step(step, settings, verbose) if not o.ok and o.stage.fatal]
+        for outcome in failed:
             print("\n".join(failure_lines(outcome)), file=sys.stderr)
-            return outcome.returncode or 1
+        if failed:
+            return failed[0].returncode or 1
     print("\n".join(summary_lines(settings)))
     print(f"logs      {logs}/<stage>.log; total {time.perf_counter() - t0:.1f} s")
     return 0

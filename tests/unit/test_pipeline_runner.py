@@ -107,3 +107,49 @@ def test_progress_bar_follows_the_progress_file_and_ignores_a_stale_one(cfg):
     shown = out.getvalue()
     assert "3/4" in shown and "best accuracy=0.9700" in shown, shown
     assert "9/9" not in shown and "0.1000" not in shown
+
+
+def _wait_for_peer(me: str, peer: str, code: int = 0) -> list[str]:
+    """A stage that marks its start, then waits up to 20 s for its peer's mark: it succeeds
+    only if both run at the same time."""
+    return _py(
+        "import pathlib, sys, time\n"
+        f"pathlib.Path('{me}.started').touch()\n"
+        "deadline = time.monotonic() + 20\n"
+        f"while not pathlib.Path('{peer}.started').exists():\n"
+        "    if time.monotonic() > deadline: sys.exit('peer never started')\n"
+        "    time.sleep(0.05)\n"
+        f"print('{me} saw {peer}'); sys.exit({code})\n"
+    )
+
+
+def test_a_tuple_of_stages_runs_side_by_side_and_the_next_waits_for_both(
+    cfg, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    check_both = "import pathlib; assert pathlib.Path('a.started').exists(); print('after')"
+    plan = [
+        (Stage("a", _wait_for_peer("a", "b"), _last), Stage("b", _wait_for_peer("b", "a"), _last)),
+        Stage("next", _py(check_both), _last),
+    ]
+    assert pipeline.run_pipeline(cfg, plan) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if " a " in line).endswith("a saw b")
+    assert next(line for line in lines if " b " in line).endswith("b saw a")
+    assert lines[0].startswith("pipeline: 3 stages")
+    assert [line.split()[1] for line in lines if line.startswith("ok")][-1] == "next"
+
+
+def test_a_side_by_side_failure_lets_its_peer_finish_then_stops(cfg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = [
+        (Stage("bad", _wait_for_peer("bad", "good", 4), _last),
+         Stage("good", _wait_for_peer("good", "bad"), _last)),
+        Stage("never", _py("open('ran', 'w')"), _last),
+    ]  # fmt: skip
+    assert pipeline.run_pipeline(cfg, plan) == 4
+    captured = capsys.readouterr()
+    assert next(line for line in captured.out.splitlines() if " good " in line).startswith("ok")
+    assert next(line for line in captured.out.splitlines() if " bad " in line).startswith("FAILED")
+    assert "bad failed (exit 4)" in captured.err and "good failed" not in captured.err
+    assert not (tmp_path / "ran").exists() and "never" not in captured.out
